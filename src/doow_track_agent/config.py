@@ -1,0 +1,312 @@
+"""Configuration: defaults < file < environment < flags, validated against one schema.
+
+The file format is the seed's (``apiKey``, ``endpoint``, ``flushAt``,
+``flushInterval`` in ms, ``attribution``) plus the agent's sections; the Node
+client's snake_case spellings mean the same.  Each layer is checked on its own
+so that an error names where the bad value came from: the file's key, the
+environment variable, or the flag.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from doow_track_agent.redact import mask_key
+from doow_track_agent.validation import Problem, load_schema, problems
+
+DEFAULT_CONFIG_PATH = "/etc/doow-track/doow-track.json"
+_SECRET_KEYS = {"$.apiKey", "$.tcp.token"}
+_SNAKE = re.compile(r"_([a-z])")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; every problem names its key."""
+
+    def __init__(self, source: str, found: List[Problem]) -> None:
+        self.source = source
+        self.problems = found
+        lines = [f"{source}: {path}: {message}" for path, message in found]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Listen:
+    """A host and port to bind or reach."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: Optional[str]) -> Optional["Listen"]:
+        if not text:
+            return None
+        host, _, port = text.rpartition(":")
+        return cls(host.strip("[]"), int(port))
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything pipe mode and the agent need, resolved and typed (times in seconds)."""
+
+    api_key: Optional[str] = field(repr=False)
+    endpoint: str
+    flush_at: int
+    flush_interval: float
+    max_batch_events: int
+    concurrency: int
+    timeout: float
+    shutdown_timeout: float
+    max_attempts: int
+    initial_delay: float
+    max_delay: float
+    attribution: Dict[str, Any]
+    pidfile: Optional[str]
+    socket_path: Optional[str]
+    socket_mode: int
+    socket_group: Optional[str]
+    input: Optional[Dict[str, Any]]
+    tcp_listen: Optional[Listen]
+    tcp_token: Optional[str] = field(repr=False)
+    spool_dir: str
+    spool_max_bytes: int
+    spool_fsync: str
+    health_listen: Optional[Listen]
+    log_level: str
+    log_format: str
+    log_file: Optional[str]
+    disabled: bool = False
+    debug: bool = False
+    source: Optional[str] = None
+    warnings: Tuple[str, ...] = field(default=())
+
+    def describe(self) -> dict:
+        """A loggable view of the settings: the key masked, nothing secret."""
+        return {"key": mask_key(self.api_key), "endpoint": self.endpoint, "flushAt": self.flush_at,
+                "flushInterval": int(self.flush_interval * 1000), "concurrency": self.concurrency,
+                "attribution": self.attribution, "config": self.source}
+
+
+def camel(key: str) -> str:
+    """``flush_at`` -> ``flushAt``; camelCase keys pass unchanged."""
+    return _SNAKE.sub(lambda m: m.group(1).upper(), key)
+
+
+def normalize(raw: Any, where: str = "$") -> Any:
+    """Rewrite snake_case keys to the schema's camelCase, leaving user data alone.
+
+    ``attribution`` holds the user's own dimension names, so its keys are kept
+    exactly as written.  Two spellings of one key are an error, not a guess.
+    """
+    if not isinstance(raw, dict):
+        return raw
+    out: Dict[str, Any] = {}
+    for key, value in raw.items():
+        name = camel(key) if isinstance(key, str) else key
+        if name in out:
+            raise ConfigError(where, [Problem(f"{where}.{name}", f"set twice (as {name!r} and as {key!r})")])
+        out[name] = value if name == "attribution" else normalize(value, f"{where}.{name}")
+    return out
+
+
+def _checked(source: str, raw: Any, names: Mapping[str, str] = {}) -> dict:
+    """Validate one layer; ``names`` maps schema paths to what the user typed (env var, flag)."""
+    found = problems("config", raw)
+    if found:
+        raise ConfigError(source, [_named(_hide_secret(problem), names) for problem in found])
+    return raw
+
+
+def _hide_secret(problem: Problem) -> Problem:
+    if problem.path in _SECRET_KEYS:
+        return Problem(problem.path, "must be a Doow SDK key starting with dk_ (value not shown)")
+    return problem
+
+
+def _named(problem: Problem, names: Mapping[str, str]) -> Problem:
+    prefix = next((p for p in names if problem.path == p or problem.path.startswith(p + ".")), None)
+    return Problem(names[prefix], problem.message) if prefix else problem
+
+
+def read_file(path: str) -> Tuple[dict, List[str]]:
+    """Read and validate a config file; return it normalized, with warnings."""
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read()
+        raw = json.loads(text)
+    except OSError as exc:
+        raise ConfigError(path, [Problem("$", f"cannot read config file: {exc.strerror}")]) from None
+    except ValueError as exc:
+        raise ConfigError(path, [Problem("$", f"not valid JSON: {exc}")]) from None
+    data = _checked(path, normalize(raw))
+    return data, _permission_warnings(path, data)
+
+
+def _permission_warnings(path: str, data: dict) -> List[str]:
+    if "apiKey" not in data:
+        return []
+    mode = os.stat(path).st_mode
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        return [f"{path} holds an API key and is readable by other users; chmod 600 it "
+                "(or 640 with a dedicated group) or move the key to DOOW_TRACK_API_KEY"]
+    return []
+
+
+_ENV_NAMES = {"$.apiKey": "DOOW_TRACK_API_KEY", "$.endpoint": "DOOW_TRACK_ENDPOINT",
+              "$.flushAt": "DOOW_TRACK_FLUSH_AT", "$.flushInterval": "DOOW_TRACK_FLUSH_INTERVAL",
+              "$.attribution": "DOOW_TRACK_ATTRIBUTION", "$.input": "DOOW_TRACK_INPUT",
+              "$.health": "DOOW_TRACK_HEALTH_PORT"}
+FLAG_NAMES = {"$.apiKey": "--api-key", "$.endpoint": "--endpoint", "$.flushAt": "--flush-at",
+              "$.flushInterval": "--flush-interval", "$.attribution": "--attribution",
+              "$.concurrency": "--concurrency", "$.pidfile": "--pidfile"}
+
+
+def _env_layer(env: Mapping[str, str]) -> dict:
+    """The DOOW_TRACK_* variables of the official clients, as a config layer."""
+    layer: Dict[str, Any] = {}
+    simple = {"DOOW_TRACK_API_KEY": "apiKey", "DOOW_TRACK_ENDPOINT": "endpoint"}
+    numbers = {"DOOW_TRACK_FLUSH_AT": "flushAt", "DOOW_TRACK_FLUSH_INTERVAL": "flushInterval"}
+    for name, key in simple.items():
+        if env.get(name):
+            layer[key] = env[name]
+    for name, key in numbers.items():
+        if env.get(name):
+            layer[key] = _env_int(name, env[name])
+    if env.get("DOOW_TRACK_ATTRIBUTION"):
+        layer["attribution"] = _env_json(env["DOOW_TRACK_ATTRIBUTION"])
+    if env.get("DOOW_TRACK_INPUT"):
+        layer["input"] = parse_input(env["DOOW_TRACK_INPUT"])
+    if env.get("DOOW_TRACK_HEALTH_PORT"):
+        layer["health"] = {"listen": f"127.0.0.1:{_env_int('DOOW_TRACK_HEALTH_PORT', env['DOOW_TRACK_HEALTH_PORT'])}"}
+    return _checked("environment", layer, _ENV_NAMES)
+
+
+def _env_int(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError("environment", [Problem(name, f"{text!r} is not a whole number")]) from None
+
+
+def _env_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConfigError("environment", [Problem("DOOW_TRACK_ATTRIBUTION", f"not valid JSON: {exc}")]) from None
+
+
+def parse_input(text: str) -> dict:
+    """``stdin``, ``file:PATH`` or ``tcp:PORT`` (the official sidecar's spelling)."""
+    mode, _, rest = text.partition(":")
+    if mode == "stdin" and not rest:
+        return {"mode": "stdin"}
+    if mode == "file" and rest:
+        return {"mode": "file", "path": rest}
+    if mode == "tcp" and rest.isdigit():
+        return {"mode": "tcp", "port": int(rest)}
+    raise ConfigError("environment", [Problem("DOOW_TRACK_INPUT", f"{text!r} is not stdin, file:PATH or tcp:PORT")])
+
+
+def merge(base: dict, top: dict) -> dict:
+    """Deep-merge config layers; ``attribution`` merges key by key like every section."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _defaults() -> dict:
+    """Defaults come from the schema's ``default`` annotations: one source of truth."""
+    schema = load_schema("config")
+    out: Dict[str, Any] = {}
+    for key, spec in schema["properties"].items():
+        if "default" in spec:
+            out[key] = spec["default"]
+        elif spec.get("type") == "object" and "properties" in spec:
+            section = {k: v["default"] for k, v in spec["properties"].items() if "default" in v}
+            if section:
+                out[key] = section
+    return out
+
+
+def _truthy(text: Optional[str]) -> bool:
+    return (text or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def read_key_file(path: str) -> str:
+    """Read a key from a file (first line), as secret managers and systemd credentials provide."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline().strip()
+    except OSError as exc:
+        raise ConfigError("--api-key-file", [Problem(path, f"cannot read: {exc.strerror}")]) from None
+
+
+def load(path: Optional[str], env: Mapping[str, str], flags: Optional[dict] = None,
+         require_file: bool = True) -> Settings:
+    """Resolve settings: defaults < file < environment < flags (a camelCase dict)."""
+    data = _defaults()
+    warnings: List[str] = []
+    if path and (require_file or os.path.exists(path)):
+        layer, warnings = read_file(path)
+        data = merge(data, layer)
+    data = merge(data, _env_layer(env))
+    if flags:
+        data = merge(data, _checked("command line", normalize(flags), FLAG_NAMES))
+    return _settings(data, path if path and os.path.exists(path) else None, env, warnings)
+
+
+def _settings(data: dict, source: Optional[str], env: Mapping[str, str], warnings: List[str]) -> Settings:
+    retry, socket, spool, log = (data.get(k, {}) for k in ("retry", "socket", "spool", "log"))
+    tcp, health = data.get("tcp", {}), data.get("health", {})
+    return Settings(
+        api_key=data.get("apiKey"),
+        endpoint=data["endpoint"].rstrip("/"),
+        flush_at=data["flushAt"],
+        flush_interval=data["flushInterval"] / 1000,
+        max_batch_events=data["maxBatchEvents"],
+        concurrency=data["concurrency"],
+        timeout=data["timeout"] / 1000,
+        shutdown_timeout=data["shutdownTimeout"] / 1000,
+        max_attempts=retry["maxAttempts"],
+        initial_delay=retry["initialDelay"] / 1000,
+        max_delay=retry["maxDelay"] / 1000,
+        attribution=data.get("attribution", {}),
+        pidfile=data.get("pidfile"),
+        socket_path=socket.get("path"),
+        socket_mode=int(socket["mode"], 8),
+        socket_group=socket.get("group"),
+        input=data.get("input"),
+        tcp_listen=Listen.parse(tcp.get("listen")),
+        tcp_token=tcp.get("token"),
+        spool_dir=spool["dir"],
+        spool_max_bytes=spool["maxBytes"],
+        spool_fsync=spool["fsync"],
+        health_listen=Listen.parse(health.get("listen")),
+        log_level=log["level"],
+        log_format=log["format"],
+        log_file=log.get("file"),
+        disabled=_truthy(env.get("DOOW_TRACK_DISABLED")),
+        debug=_truthy(env.get("DOOW_TRACK_DEBUG")),
+        source=source,
+        warnings=tuple(warnings),
+    )
+
+
+def default_config_path(env: Mapping[str, str]) -> str:
+    """Where agent commands look for the config when ``--config`` is not given."""
+    return env.get("DOOW_TRACK_CONFIG") or DEFAULT_CONFIG_PATH

@@ -1,0 +1,168 @@
+"""Intake: one raw line in, one wire-ready event (or one precise error) out.
+
+Every source (stdin, the agent's socket, TCP, a tailed file) hands its lines
+here, so a line is judged the same way whichever way it came.  The order is
+parse -> schema -> policy -> enrich: the schema decides validity, a fast
+pre-check only short-cuts the common valid case (see ``precheck``), and the
+event gets its ``event_id`` and ``occurred_at`` here, once, never later.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, NamedTuple, Optional, Union
+
+from doow_track_agent import policy, wire
+from doow_track_agent.validation import load_schema, parse_rfc3339, problems
+
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")
+_LICENSE = re.compile(r"[^\x00-\x1f\x7f]{1,128}\Z")
+_EVENT_KEYS = frozenset(load_schema("event")["properties"])
+_HINT_KEYS = frozenset(("app_name", "license_name", "metric_name"))
+_INF = math.inf
+
+
+class Accepted(NamedTuple):
+    """A valid event, serialized for the wire."""
+
+    event_id: str
+    body: bytes
+
+
+class Invalid(NamedTuple):
+    """A line that will not be sent, and exactly why."""
+
+    line: int
+    path: str
+    message: str
+    kind: str  # json | schema | secret | size | encoding
+
+
+def _text(value: Any, longest: int) -> bool:
+    return type(value) is str and 0 < len(value) <= longest
+
+
+def _positive(value: Any) -> bool:
+    kind = type(value)
+    return (kind is int and value > 0) or (kind is float and 0 < value < _INF)
+
+
+def _scalar(value: Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        return len(value) <= 256
+    return kind is bool or kind is int or (kind is float and -_INF < value < _INF)
+
+
+def _flat(value: Any) -> bool:
+    if value is None:
+        return True
+    if type(value) is not dict or len(value) > 32:
+        return False
+    return all(_text(key, 64) and _scalar(item) for key, item in value.items())
+
+
+def _hint(value: Any) -> bool:
+    if value is None:
+        return True
+    return (type(value) is dict and _HINT_KEYS.issuperset(value)
+            and all(type(item) is str and len(item) <= 128 for item in value.values()))
+
+
+_OPTIONAL = {
+    "unit": lambda v: v is None or _text(v, 64),
+    "kind": lambda v: v == "USAGE" or v == "ADJUSTMENT",
+    "timestamp": lambda v: type(v) is str and parse_rfc3339(v) is not None,
+    "source_system": lambda v: _text(v, 64),
+    "attribution": _flat,
+    "metadata": lambda v: v is None or type(v) is dict,
+    "metric_tuple_hint": _hint,
+    "event_id": lambda v: type(v) is str and _NAME.match(v) is not None,
+}
+
+
+def precheck(event: Any) -> bool:
+    """True only for events the schema certainly accepts.
+
+    About 25 times cheaper than jsonschema.  It may say False for a valid
+    event (jsonschema then decides); it must never say True for an invalid
+    one, which the property tests check against the schema itself.
+    """
+    if type(event) is not dict or not _EVENT_KEYS.issuperset(event):
+        return False
+    metric = event.get("metric")
+    license_id = event.get("license_id")
+    if type(metric) is not str or _NAME.match(metric) is None or not _positive(event.get("quantity")):
+        return False
+    if type(license_id) is not str or _LICENSE.match(license_id) is None:
+        return False
+    if len(event) == 3:
+        return True
+    return all(_OPTIONAL[key](value) for key, value in event.items() if key in _OPTIONAL)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number in JSON")
+
+
+def _unique_keys(pairs: list) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"duplicate key {duplicate!r}")
+    return obj
+
+
+def parse_line(raw: bytes) -> Any:
+    """Parse one JSON line strictly: no NaN/Infinity, no duplicate keys."""
+    return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+
+
+class Intake:
+    """Turns raw lines into wire events, with the configured default attribution."""
+
+    def __init__(self, attribution: Optional[dict] = None) -> None:
+        self.attribution = dict(attribution or {})
+        self._clock = wire.Clock()
+
+    def accept(self, raw: bytes, line: int) -> Union[Accepted, Invalid, None]:
+        """Judge one line; None for a blank line (blank lines are not errors)."""
+        raw = raw.strip()
+        if not raw:
+            return None
+        if len(raw) > policy.MAX_LINE_BYTES:
+            return Invalid(line, "$", f"line is {len(raw)} bytes; at most {policy.MAX_LINE_BYTES} allowed", "size")
+        try:
+            event = parse_line(raw)
+        except UnicodeDecodeError as exc:
+            return Invalid(line, "$", f"not UTF-8 ({exc.reason} at byte {exc.start})", "encoding")
+        except ValueError as exc:
+            return Invalid(line, "$", f"invalid JSON: {exc}", "json")
+        except RecursionError:
+            return Invalid(line, "$", "invalid JSON: nested too deeply", "json")
+        return self.accept_event(event, raw, line)
+
+    def accept_event(self, event: Any, raw: bytes, line: int) -> Union[Accepted, Invalid]:
+        """Judge an already-parsed event (``raw`` is its text, for the secret scan)."""
+        if not precheck(event):
+            found = problems("event", event)
+            if found:
+                path, message = found[0]
+                more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+                return Invalid(line, path, message + more, "schema")
+        secret = policy.find_secret(raw, event)
+        if secret:
+            return Invalid(line, secret[0], f"value looks like {secret[1]}; never send secrets as event data", "secret")
+        oversized = policy.size_problem(event)
+        if oversized:
+            return Invalid(line, oversized[0], oversized[1], "size")
+        return self._enrich(event)
+
+    def _enrich(self, event: dict) -> Accepted:
+        event_id = event.get("event_id") or wire.new_uuid4()
+        stamp = event.get("timestamp")
+        occurred_at = wire.format_timestamp(parse_rfc3339(stamp)) if stamp else self._clock.now()
+        return Accepted(event_id, wire.encode(wire.to_wire(event, event_id, occurred_at, self.attribution)))

@@ -1,0 +1,71 @@
+"""Rules beyond the schema: size limits and values that look like secrets.
+
+The seed docs say never to send payloads, customer content, secrets or raw
+logs as event data.  Sizes are cheap to check on the raw line; secrets are
+looked for in the raw line first (a few substring tests) and only located
+field by field when a marker is present or the line uses JSON escapes that
+could hide one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterator, Optional, Tuple
+
+MAX_LINE_BYTES = 64 * 1024
+MAX_METADATA_BYTES = 4 * 1024
+
+_SECRET_KINDS = (
+    ("a Doow SDK key", r"\bdk_[A-Za-z0-9_-]{8,}"),
+    ("a Bearer token", r"\bBearer\s+[A-Za-z0-9._~+/=-]{8,}"),
+    ("a JSON Web Token", r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\."),
+    ("an AWS access key id", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    ("a PEM private key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+)
+_SECRETS = [(kind, re.compile(pattern)) for kind, pattern in _SECRET_KINDS]
+_MARKERS = (b"dk_", b"Bearer", b"eyJ", b"AKIA", b"ASIA", b"PRIVATE KEY", b"\\")
+
+
+def secret_kind(text: str) -> Optional[str]:
+    """Name the kind of secret ``text`` looks like, or None."""
+    for kind, pattern in _SECRETS:
+        if pattern.search(text):
+            return kind
+    return None
+
+
+def _strings(value: Any, path: str) -> Iterator[Tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key, path)
+            yield from _strings(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}[{index}]")
+
+
+def find_secret(raw: bytes, event: dict) -> Optional[Tuple[str, str]]:
+    """Return ``(json_path, kind)`` of the first secret-looking value, or None."""
+    for marker in _MARKERS:
+        if marker in raw:
+            break
+    else:
+        return None
+    for path, text in _strings(event, "$"):
+        kind = secret_kind(text)
+        if kind:
+            return path, kind
+    return None
+
+
+def size_problem(event: dict) -> Optional[Tuple[str, str]]:
+    """Return ``(json_path, reason)`` when a field is over its size limit."""
+    metadata = event.get("metadata")
+    if metadata:
+        size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > MAX_METADATA_BYTES:
+            return "$.metadata", f"metadata is {size} bytes serialized; at most {MAX_METADATA_BYTES} allowed"
+    return None

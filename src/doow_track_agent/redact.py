@@ -1,0 +1,30 @@
+"""Keeping secrets and hostile server text out of everything we print."""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+MAX_SERVER_TEXT = 300
+
+
+def mask_key(key: Optional[str]) -> str:
+    """Show a key as ``dk_…abcd``: enough to tell keys apart, never enough to use one."""
+    if not key:
+        return "(none)"
+    prefix = "dk_" if key.startswith("dk_") else ""
+    return f"{prefix}…{key[-4:]}" if len(key) > len(prefix) + 8 else f"{prefix}…"
+
+
+def server_text(text: str, limit: int = MAX_SERVER_TEXT) -> str:
+    """Make server-supplied text safe to log: no control or bidi characters, capped length."""
+    clean = _UNSAFE.sub("?", text.replace("\n", " ").replace("\r", " ").replace("\t", " "))
+    return clean if len(clean) <= limit else clean[:limit] + "…"
+
+
+def scrub(text: str, key: Optional[str]) -> str:
+    """Replace every occurrence of the key in ``text`` by its masked form."""
+    return text.replace(key, mask_key(key)) if key else text

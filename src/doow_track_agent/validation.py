@@ -1,0 +1,160 @@
+"""JSON Schema validation, with the gaps of plain jsonschema closed.
+
+The schema files in ``schemas/`` are the single source of truth for what an
+event and a config may look like.  Plain ``jsonschema`` has three gaps that
+matter for billing data, closed here rather than in each caller:
+
+* ``format: date-time`` is only enforced with a format checker and an
+  optional third-party package; we register a strict RFC 3339 checker.
+* ``NaN`` and ``Infinity`` are instances of ``type: number``; our type
+  checker only counts finite numbers as numbers.
+* A ``pattern`` ending in ``$`` lets a trailing newline through under
+  Python's ``re``; we anchor such patterns at the true end of the string.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Iterator, List, NamedTuple, Optional
+
+import jsonschema
+from jsonschema import Draft202012Validator, FormatChecker
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?"
+    r"([Zz]|[+-]\d{2}:\d{2})\Z"
+)
+
+
+def parse_rfc3339(value: str) -> Optional[datetime]:
+    """Return the aware UTC datetime of an RFC 3339 timestamp, or None.
+
+    Stricter than ``datetime.fromisoformat``: a time zone is required, since an
+    event without one would be billed at a guessed time.
+    """
+    match = _RFC3339.match(value)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    micros = int((fraction or ".0")[1:7].ljust(6, "0"))
+    if zone in ("Z", "z"):
+        offset = timedelta(0)
+    else:
+        sign = -1 if zone[0] == "-" else 1
+        hours, minutes = int(zone[1:3]), int(zone[4:6])
+        if hours > 23 or minutes > 59:
+            return None
+        offset = sign * timedelta(hours=hours, minutes=minutes)
+    try:
+        local = datetime(int(year), int(month), int(day), int(hour), int(minute),
+                         min(int(second), 59), micros, tzinfo=timezone(offset))
+    except ValueError:
+        return None
+    if int(second) > 60:
+        return None
+    return local.astimezone(timezone.utc)
+
+
+def _is_finite_number(_checker: Any, instance: Any) -> bool:
+    if isinstance(instance, bool):
+        return False
+    if isinstance(instance, int):
+        return True
+    return isinstance(instance, float) and math.isfinite(instance)
+
+
+def _is_finite_integer(_checker: Any, instance: Any) -> bool:
+    if isinstance(instance, bool):
+        return False
+    if isinstance(instance, float):
+        return math.isfinite(instance) and instance.is_integer()
+    return isinstance(instance, int)
+
+
+@lru_cache(maxsize=None)
+def _anchored(pattern: str) -> "re.Pattern[str]":
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _strict_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    if validator.is_type(instance, "string") and not _anchored(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_FORMATS = FormatChecker(formats=())
+_FORMATS.checks("date-time")(lambda value: not isinstance(value, str) or parse_rfc3339(value) is not None)
+
+_TYPES = Draft202012Validator.TYPE_CHECKER.redefine_many(
+    {"number": _is_finite_number, "integer": _is_finite_integer}
+)
+
+StrictValidator = jsonschema.validators.extend(
+    Draft202012Validator,
+    validators={"pattern": _strict_pattern},
+    type_checker=_TYPES,
+)
+
+
+def schema_text(name: str) -> str:
+    """Return the shipped schema file ``schemas/{name}.schema.json`` as text."""
+    return resources.files("doow_track_agent").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict:
+    """Return a shipped schema as a dict."""
+    return json.loads(schema_text(name))
+
+
+@lru_cache(maxsize=None)
+def validator_for(name: str) -> Any:
+    """Return the (cached) strict validator of a shipped schema."""
+    return StrictValidator(load_schema(name), format_checker=_FORMATS)
+
+
+class Problem(NamedTuple):
+    """One reason an instance is invalid, with where it is (``$.attribution.env``)."""
+
+    path: str
+    message: str
+
+
+def json_path(parts: Any) -> str:
+    """Render a jsonschema path deque as ``$.a.b[0]``."""
+    out = "$"
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _problems(error: jsonschema.ValidationError) -> List[Problem]:
+    where = json_path(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = list(error.schema.get("properties", {}))
+        return [Problem(f"{where}.{key}", _unknown_key_message(key, allowed))
+                for key in error.instance if key not in allowed]
+    if error.validator == "format":
+        return [Problem(where, f"{error.instance!r} is not an RFC 3339 date-time with a time zone "
+                               "(e.g. 2026-11-24T10:00:00Z)")]
+    return [Problem(where, error.message)]
+
+
+def _unknown_key_message(key: str, allowed: list) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key {key!r}{hint}"
+
+
+def problems(name: str, instance: Any) -> list:
+    """Return every schema problem of ``instance``, most useful first (a typo explains a missing key)."""
+    errors = sorted(validator_for(name).iter_errors(instance),
+                    key=lambda e: (e.validator != "additionalProperties", len(e.path), [str(p) for p in e.path]))
+    return [problem for error in errors for problem in _problems(error)]

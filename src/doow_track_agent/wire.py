@@ -1,0 +1,132 @@
+"""The Doow ingest wire format: events, batch bodies, and the way back to input lines.
+
+Events are serialized once, at intake, and travel as bytes from then on: the
+spool stores those bytes, batches are those bytes joined, and a retry or a
+replay sends exactly what was first acknowledged.  That is what keeps
+``event_id`` and ``occurred_at`` stable across retries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timezone
+from typing import Any, Iterable, Optional
+
+from doow_track_agent import __version__
+
+INGEST_PATH = "/telemetry/events"
+USER_AGENT = f"doow-track-agent/{__version__}"
+MAX_BATCH_EVENTS = 500
+MAX_BATCH_BYTES = 450 * 1024
+GZIP_ABOVE = 1024
+
+_VARIANT = "89ab"
+
+
+def new_uuid4() -> str:
+    """A random UUID4 string, about three times faster than ``str(uuid.uuid4())``.
+
+    Intake assigns one per event on the hot path; the layout is the standard
+    one (version nibble 4, RFC 4122 variant).
+    """
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+def format_timestamp(moment: datetime) -> str:
+    """Render an aware datetime as the API's ``2026-11-24T10:00:00.000Z``."""
+    utc = moment.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+class Clock:
+    """Read-time timestamps, formatted once per millisecond rather than per event."""
+
+    def __init__(self) -> None:
+        self._millis = -1
+        self._text = ""
+
+    def now(self) -> str:
+        millis = int(time.time() * 1000)
+        if millis != self._millis:
+            self._millis = millis
+            self._text = format_timestamp(datetime.fromtimestamp(millis / 1000, timezone.utc))
+        return self._text
+
+
+def to_wire(event: dict, event_id: str, occurred_at: str, default_attribution: dict) -> dict:
+    """Map a validated input event to the wire event the API expects."""
+    measurement: dict = {"metric_name": event["metric"], "quantity": event["quantity"]}
+    hint = event.get("metric_tuple_hint")
+    if hint:
+        measurement["metric_tuple_hint"] = hint
+    attribution = event.get("attribution")
+    if default_attribution:
+        attribution = {**default_attribution, **attribution} if attribution else default_attribution
+    wire = {
+        "event_id": event_id,
+        "license_id": event["license_id"],
+        "occurred_at": occurred_at,
+        "source_system": event.get("source_system", "sdk"),
+        "kind": event.get("kind", "USAGE"),
+        "attribution": attribution or None,
+        "metadata": event.get("metadata"),
+        "measurements": [measurement],
+    }
+    unit = event.get("unit")
+    if unit is not None:
+        wire["unit"] = unit
+    return wire
+
+
+def encode(obj: Any) -> bytes:
+    """Compact JSON, the one serialization used on the wire and in the spool.
+
+    ASCII with escapes: the json module's fastest path, and safe in any log.
+    """
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+def batch_body(batch_id: str, events: Iterable[bytes]) -> bytes:
+    """Join already-encoded events into a request body without re-serializing them."""
+    head = b'{"batch_id":"' + batch_id.encode("ascii") + b'","sdk_version":"' + __version__.encode("ascii")
+    return head + b'","events":[' + b",".join(events) + b"]}"
+
+
+BATCH_OVERHEAD = len(batch_body(new_uuid4(), []))
+
+
+def to_input_line(wire_event: bytes) -> bytes:
+    """Turn a wire event back into an input line that re-sends as the same event.
+
+    Used for the outbox: ``doow-track < outbox.ndjson`` must produce the same
+    ``event_id`` and ``occurred_at``, so that the server counts it once.
+    """
+    wire = json.loads(wire_event)
+    measurement = wire["measurements"][0]
+    line: dict = {
+        "metric": measurement["metric_name"],
+        "quantity": measurement["quantity"],
+        "license_id": wire["license_id"],
+        "event_id": wire["event_id"],
+        "timestamp": wire["occurred_at"],
+        "kind": wire["kind"],
+        "source_system": wire["source_system"],
+    }
+    for key in ("unit", "attribution", "metadata"):
+        if wire.get(key) is not None:
+            line[key] = wire[key]
+    if measurement.get("metric_tuple_hint"):
+        line["metric_tuple_hint"] = measurement["metric_tuple_hint"]
+    return encode(line)
+
+
+def event_id_of(wire_event: bytes) -> Optional[str]:
+    """The ``event_id`` of an encoded wire event (it is always the first key)."""
+    prefix = b'{"event_id":"'
+    if wire_event.startswith(prefix):
+        end = wire_event.index(b'"', len(prefix))
+        return wire_event[len(prefix):end].decode("ascii", "replace")
+    return json.loads(wire_event).get("event_id")
