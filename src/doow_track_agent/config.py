@@ -243,7 +243,7 @@ def _defaults() -> dict:
     return out
 
 
-def _truthy(text: Optional[str]) -> bool:
+def truthy(text: Optional[str]) -> bool:
     return (text or "").strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -300,8 +300,8 @@ def _settings(data: dict, source: Optional[str], env: Mapping[str, str], warning
         log_level=log["level"],
         log_format=log["format"],
         log_file=log.get("file"),
-        disabled=_truthy(env.get("DOOW_TRACK_DISABLED")),
-        debug=_truthy(env.get("DOOW_TRACK_DEBUG")),
+        disabled=truthy(env.get("DOOW_TRACK_DISABLED")),
+        debug=truthy(env.get("DOOW_TRACK_DEBUG")),
         source=source,
         warnings=tuple(warnings),
     )

@@ -1,0 +1,1 @@
+"""One module per `doow-track` command; see cli.COMMANDS."""

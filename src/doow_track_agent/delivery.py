@@ -1,0 +1,287 @@
+"""Delivery: batches out of a queue, over one keep-alive httpx client, until each event has an outcome.
+
+One engine serves pipe mode (an in-memory queue, an outbox for what is left)
+and the agent (the durable spool).  The queue decides where events wait; the
+sink decides what an outcome means there; the pump owns timing, batching,
+concurrency and the retry policy of PROTOCOL.md.  Every event leased from the
+queue ends in exactly one sink call: delivered, rejected or deferred.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import random
+import time
+from typing import Any, List, NamedTuple, Optional, Protocol, Tuple
+
+import httpx
+
+from doow_track_agent import replies, wire
+from doow_track_agent.config import Settings
+from doow_track_agent.stats import Stats
+
+KEY_RETRY_SECONDS = 60.0
+log = logging.getLogger("doow_track.delivery")
+
+
+class Queued(NamedTuple):
+    """An event waiting for delivery; ``ref`` is the queue's own handle (spool row id)."""
+
+    ref: Any
+    event_id: str
+    body: bytes
+
+
+class Sink(Protocol):
+    """Where outcomes go.  Called from the event-loop thread."""
+
+    def delivered(self, events: List[Queued]) -> None: ...
+
+    def rejected(self, events: List[Tuple[Queued, str]]) -> None: ...
+
+    def deferred(self, events: List[Queued], reason: str) -> None: ...
+
+
+class Queue(Protocol):
+    """Where events wait.  ``pending`` must be O(1): the pump asks often."""
+
+    changed: asyncio.Event
+    closed: bool
+
+    def pending(self) -> Tuple[int, Optional[float]]: ...
+
+    def lease(self, max_events: int, max_bytes: int) -> List[Queued]: ...
+
+
+def backoff(attempt: int, initial: float, ceiling: float) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
+    return random.uniform(0, min(ceiling, initial * (2 ** (attempt - 1))))
+
+
+def new_client(settings: Settings) -> httpx.AsyncClient:
+    """One keep-alive client per key and endpoint; the key lives only in its headers."""
+    limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
+    return httpx.AsyncClient(
+        base_url=settings.endpoint,
+        headers={"Authorization": f"Bearer {settings.api_key}", "User-Agent": wire.USER_AGENT,
+                 "Content-Type": "application/json"},
+        timeout=settings.timeout,
+        limits=limits,
+        trust_env=False,
+    )
+
+
+class Pump:
+    """Moves events from a queue to the API, honouring flushAt/flushInterval and the retry policy.
+
+    ``max_attempts`` bounds the tries per batch (None: until stopped).  With
+    ``halt_on_failure`` (pipe mode) a rejected key or a batch that used up
+    its attempts ends the whole run at once, so an unreachable endpoint costs
+    one retry budget, not one per batch; ``halted`` then says why.  Without it
+    (the agent) a rejected key is retried slowly until a reload fixes it.
+    """
+
+    def __init__(self, settings: Settings, queue: Queue, sink: Sink, stats: Stats, *,
+                 max_attempts: Optional[int], halt_on_failure: bool) -> None:
+        self.queue = queue
+        self.sink = sink
+        self.stats = stats
+        self.max_attempts = max_attempts
+        self.halt_on_failure = halt_on_failure
+        self.halted: Optional[str] = None
+        self._settings = settings
+        self._client = new_client(settings)
+        self._old_clients: List[httpx.AsyncClient] = []
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._tasks: set = set()
+        self._wake = asyncio.Event()
+        self._draining = False
+        self._deadline: Optional[float] = None
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Use new settings for batches started from now on; in-flight ones finish as they began."""
+        if (settings.api_key, settings.endpoint, settings.timeout, settings.concurrency) != (
+                self._settings.api_key, self._settings.endpoint, self._settings.timeout, self._settings.concurrency):
+            self._old_clients.append(self._client)
+            self._client = new_client(settings)
+            self._slots = asyncio.Semaphore(settings.concurrency)
+        self._settings = settings
+        self.wake()
+
+    def wake(self) -> None:
+        """Cut short any wait: a flush timer, a backoff, or the slow retry of a rejected key."""
+        self._wake.set()
+        self.queue.changed.set()
+
+    async def stop(self, deadline: float) -> None:
+        """Drain: send everything waiting now, until ``deadline`` (a ``time.monotonic()`` value)."""
+        self._draining = True
+        self._deadline = deadline
+        self.wake()
+
+    async def run(self) -> None:
+        """Deliver until the queue is closed and empty (or drained to the deadline, or halted)."""
+        try:
+            while not self.halted:
+                slots = self._slots
+                await slots.acquire()
+                batch = await self._next_batch()
+                if batch is None:
+                    slots.release()
+                    break
+                task = asyncio.ensure_future(self._deliver_in_slot(batch, slots))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            await self._finish_in_flight()
+        finally:
+            await self._close_clients()
+
+    async def _finish_in_flight(self) -> None:
+        while self._tasks:
+            timeout = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+            done, _ = await asyncio.wait(set(self._tasks), timeout=timeout)
+            if not done and self._tasks:
+                for task in list(self._tasks):
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _close_clients(self) -> None:
+        for client in [*self._old_clients, self._client]:
+            await client.aclose()
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    async def _next_batch(self) -> Optional[List[Queued]]:
+        """Wait until a batch is due, then lease it; None when there is nothing more to do."""
+        while not self.halted and not self._past_deadline():
+            self.queue.changed.clear()
+            count, oldest = self.queue.pending()
+            settings = self._settings
+            if count:
+                waited = time.monotonic() - (oldest or 0.0)
+                if count >= settings.flush_at or self.queue.closed or self._draining or waited >= settings.flush_interval:
+                    return self.queue.lease(settings.max_batch_events, wire.MAX_BATCH_BYTES)
+                timeout: Optional[float] = settings.flush_interval - waited
+            elif self.queue.closed or self._draining:
+                return None
+            else:
+                timeout = None
+            if self._deadline is not None:
+                timeout = min(timeout if timeout is not None else 1e9, self._deadline - time.monotonic())
+            await self._wait_for_change(timeout)
+        return None
+
+    async def _wait_for_change(self, timeout: Optional[float]) -> None:
+        try:
+            await asyncio.wait_for(self.queue.changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _deliver_in_slot(self, events: List[Queued], slots: asyncio.Semaphore) -> None:
+        try:
+            await self.deliver(events)
+        finally:
+            slots.release()
+
+    async def deliver(self, events: List[Queued]) -> None:
+        """Deliver one batch with its own stable ``batch_id``; every event ends in one sink call."""
+        try:
+            halves = await self._attempts(events, wire.new_uuid4())
+        except asyncio.CancelledError:
+            self.sink.deferred(events, "shutdown deadline reached before delivery")
+            raise
+        if halves:
+            await asyncio.gather(self.deliver(halves[0]), self.deliver(halves[1]))
+
+    async def _attempts(self, events: List[Queued], batch_id: str) -> Optional[Tuple[list, list]]:
+        """Try one batch until it has an outcome; return two halves when the API says 413."""
+        attempt = 0
+        while True:
+            if attempt and (self.halted or self._past_deadline()):
+                self.sink.deferred(events, f"not delivered after {attempt} attempt(s)")
+                return None
+            attempt += 1
+            reply = await self._post(batch_id, events)
+            if reply.kind == replies.TOO_LARGE and len(events) > 1:
+                return events[:len(events) // 2], events[len(events) // 2:]
+            if self._settle(events, reply):
+                return None
+            exhausted = bool(self.max_attempts and attempt >= self.max_attempts)
+            if self.halt_on_failure and (exhausted or reply.kind == replies.KEY) and not self.halted:
+                self.halted = reply.reason
+                log.warning("stopping delivery: %s", reply.reason)
+                self.wake()
+            if self.halted or exhausted or self._past_deadline():
+                self.sink.deferred(events, f"not delivered after {attempt} attempt(s): {reply.reason}")
+                return None
+            if reply.kind == replies.KEY:
+                log.error("API key rejected (%s); events stay queued, retrying in %ds or on reload",
+                          reply.reason, KEY_RETRY_SECONDS)
+                await self._pause(KEY_RETRY_SECONDS)
+                continue
+            self.stats.retries += 1
+            delay = reply.retry_after if reply.retry_after is not None else backoff(
+                attempt, self._settings.initial_delay, self._settings.max_delay)
+            log.info("batch %s (%d events): %s; retry %d in %.1fs", batch_id, len(events), reply.reason, attempt, delay)
+            await self._pause(delay)
+
+    def _settle(self, events: List[Queued], reply: replies.Reply) -> bool:
+        """Record a definitive outcome; False when the batch must be tried again."""
+        if reply.kind == replies.ACCEPTED:
+            self.stats.succeeded()
+            self.stats.delivered += len(events)
+            self.sink.delivered(events)
+        elif reply.kind == replies.PARTIAL:
+            accepted, rejected = replies.split(events, reply.rejections)
+            self.stats.succeeded()
+            self.stats.delivered += len(accepted)
+            self.stats.rejected += len(rejected)
+            self.sink.delivered(accepted)
+            if rejected:
+                self.sink.rejected(rejected)
+        elif reply.kind in (replies.REJECTED, replies.TOO_LARGE):
+            self.stats.rejected += len(events)
+            self.sink.rejected([(event, reply.reason) for event in events])
+        else:
+            self.stats.failed(reply.reason, key=reply.kind == replies.KEY)
+            return False
+        return True
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but no further than the drain deadline, and wake on ``wake()``."""
+        if self._deadline is not None:
+            seconds = min(seconds, max(0.0, self._deadline - time.monotonic()))
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _post(self, batch_id: str, events: List[Queued]) -> replies.Reply:
+        body = wire.batch_body(batch_id, [event.body for event in events])
+        headers = {}
+        if len(body) > wire.GZIP_ABOVE:
+            body = await asyncio.get_running_loop().run_in_executor(None, gzip.compress, body, 1)
+            headers["Content-Encoding"] = "gzip"
+        self.stats.requests += 1
+        try:
+            async with self._client.stream("POST", wire.INGEST_PATH, content=body, headers=headers) as response:
+                answer = await _read_capped(response)
+                return replies.classify(response.status_code, dict(response.headers), answer)
+        except httpx.HTTPError as error:
+            return replies.unreachable(error)
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    """Read at most 64 KiB of an answer: a hostile or broken server cannot make us buffer more."""
+    chunks: List[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= replies.MAX_REPLY_BYTES:
+            break
+    return b"".join(chunks)[:replies.MAX_REPLY_BYTES]

@@ -1,0 +1,310 @@
+"""Pipe mode: lines in until EOF, every event delivered, outboxed or reported, an honest exit status.
+
+A reader thread does the blocking reads and intake; the event loop runs the
+shared delivery pump.  Between them sits a bounded in-memory queue, so a fast
+producer is slowed down instead of filling memory.  When the run ends early
+(a signal, a rejected key, retries exhausted) whatever was read but not
+delivered goes to the outbox, so delivered + outbox + invalid always equals
+the input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Callable, Deque, Iterable, List, Optional, TextIO, Tuple
+
+from doow_track_agent import outbox
+from doow_track_agent.config import Settings
+from doow_track_agent.delivery import Pump, Queued
+from doow_track_agent.intake import Accepted, Intake, Invalid
+from doow_track_agent.sources.lines import Line, read_lines
+from doow_track_agent.stats import Stats
+from doow_track_agent.wire import BATCH_OVERHEAD
+
+EX_OK, EX_DATAERR, EX_TEMPFAIL, EX_NOPERM = 0, 65, 75, 77
+QUEUE_EVENTS = 20_000
+MAX_REPORTED_ERRORS = 100
+MAX_REPORTED_IDS = 1000
+
+
+class MemoryQueue:
+    """A bounded, thread-safe queue: the reader thread puts, the event loop leases."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int = QUEUE_EVENTS) -> None:
+        self.changed = asyncio.Event()
+        self.closed = False
+        self._loop = loop
+        self._capacity = capacity
+        self._items: Deque[Queued] = collections.deque()
+        self._arrivals: Deque[List[Any]] = collections.deque()  # [monotonic time, events left] per put
+        self._space = threading.Condition()
+        self._sealed = False
+
+    def put(self, events: List[Queued]) -> bool:
+        """Add events, waiting for room; False when the run is over and they were not taken."""
+        with self._space:
+            while len(self._items) >= self._capacity and not self._sealed:
+                self._space.wait()
+            if self._sealed:
+                return False
+            self._items.extend(events)
+            self._arrivals.append([time.monotonic(), len(events)])
+        self._loop.call_soon_threadsafe(self.changed.set)
+        return True
+
+    def close(self) -> None:
+        """No more input (called in the loop thread)."""
+        self.closed = True
+        self.changed.set()
+
+    def pending(self) -> Tuple[int, Optional[float]]:
+        with self._space:
+            return len(self._items), (self._arrivals[0][0] if self._arrivals else None)
+
+    def lease(self, max_events: int, max_bytes: int) -> List[Queued]:
+        taken: List[Queued] = []
+        size = BATCH_OVERHEAD
+        with self._space:
+            while self._items and len(taken) < max_events:
+                if taken and size + len(self._items[0].body) + 1 > max_bytes:
+                    break
+                event = self._items.popleft()
+                size += len(event.body) + 1
+                taken.append(event)
+                self._consume_arrival()
+            self._space.notify_all()
+        return taken
+
+    def _consume_arrival(self) -> None:
+        head = self._arrivals[0]
+        head[1] -= 1
+        if head[1] == 0:
+            self._arrivals.popleft()
+
+    def seal(self) -> List[Queued]:
+        """End the run: refuse further puts and hand back what is still waiting."""
+        with self._space:
+            self._sealed = True
+            left = list(self._items)
+            self._items.clear()
+            self._arrivals.clear()
+            self._space.notify_all()
+        return left
+
+
+@dataclass
+class PipeOptions:
+    """What the command line asked for, beyond the settings."""
+
+    outbox_path: str
+    rejects_path: str
+    dry_run: bool = False
+    quiet: bool = False
+    verbose: bool = False
+    origin: str = "stdin"
+    progress: bool = False
+
+
+@dataclass
+class Summary:
+    """The run's outcome, as printed on stderr and by ``--json``."""
+
+    lines_read: int = 0
+    valid: int = 0
+    invalid: int = 0
+    delivered: int = 0
+    rejected: int = 0
+    outboxed: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    exit_code: int = 0
+    event_ids: List[str] = field(default_factory=list)
+    errors: List[dict] = field(default_factory=list)
+    outbox: Optional[str] = None
+    rejects: Optional[str] = None
+    interrupted: Optional[str] = None
+    key_rejected: bool = False
+
+    def as_json(self) -> dict:
+        data = dict(self.__dict__)
+        if self.valid > MAX_REPORTED_IDS:
+            data.pop("event_ids")
+        return data
+
+
+class Ledger:
+    """The pipe-mode sink: counts outcomes, writes the outbox and the rejects file."""
+
+    def __init__(self, summary: Summary, options: PipeOptions, say: Callable[[str], None]) -> None:
+        self.summary = summary
+        self.outbox = outbox.LineFile(options.outbox_path)
+        self.rejects = outbox.LineFile(options.rejects_path)
+        self._say = say
+        self.reasons: List[str] = []
+
+    def delivered(self, events: List[Queued]) -> None:
+        self.summary.delivered += len(events)
+
+    def rejected(self, events: List[Tuple[Queued, str]]) -> None:
+        self.summary.rejected += len(events)
+        for event, reason in events:
+            self._say(f"{event.ref}: rejected by the API: {reason}")
+        self.rejects.write(outbox.reject_line(event.body, reason) for event, reason in events)
+
+    def deferred(self, events: List[Queued], reason: str) -> None:
+        if not events:
+            return
+        self.summary.outboxed += len(events)
+        self.outbox.write(outbox.outbox_line(event.body) for event in events)
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+
+
+class PipeRun:
+    """One pipe-mode run over one input stream."""
+
+    def __init__(self, settings: Settings, stream: BinaryIO, options: PipeOptions, err: TextIO) -> None:
+        self.settings = settings
+        self.stream = stream
+        self.options = options
+        self.err = err
+        self.summary = Summary()
+        self.stats = Stats()
+        self.ledger = Ledger(self.summary, options, self.say)
+        self.intake = Intake(settings.attribution)
+        self._stop_reading = threading.Event()
+        self._started = time.monotonic()
+
+    def say(self, text: str) -> None:
+        """One diagnostic line on stderr (never the key: nothing here ever holds it)."""
+        if not self.options.quiet:
+            self.err.write(f"doow-track: {text}\n")
+            self.err.flush()
+
+    def execute(self) -> Summary:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._run(loop))
+        finally:
+            loop.close()
+        return self.summary
+
+    async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        queue = MemoryQueue(loop)
+        pump = Pump(self.settings, queue, self.ledger, self.stats,
+                    max_attempts=self.settings.max_attempts, halt_on_failure=True)
+        reader = threading.Thread(target=self._read, args=(queue, loop), name="doow-track-reader", daemon=True)
+        self._install_signals(loop, pump)
+        progress = loop.create_task(self._progress()) if self.options.progress else None
+        reader.start()
+        if self.options.dry_run:
+            await loop.run_in_executor(None, reader.join)
+        else:
+            await pump.run()
+        if pump.halted and not self.summary.interrupted:
+            self.summary.interrupted = f"delivery stopped ({pump.halted})"
+        self._stop_reading.set()
+        await loop.run_in_executor(None, reader.join, 1.0)
+        self.ledger.deferred(queue.seal(), self.summary.interrupted or "delivery stopped")
+        if progress:
+            progress.cancel()
+        self._finish(pump)
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop, pump: Pump) -> None:
+        def interrupted(name: str) -> None:
+            if self.summary.interrupted:
+                return
+            self.summary.interrupted = f"interrupted by {name}"
+            self._stop_reading.set()
+            self.say(f"{name}: stopped reading; delivering what was read "
+                     f"(up to {self.settings.shutdown_timeout:g}s), the rest goes to the outbox")
+            loop.create_task(pump.stop(time.monotonic() + self.settings.shutdown_timeout))
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, interrupted, signal.Signals(signum).name)
+
+    def _read(self, queue: MemoryQueue, loop: asyncio.AbstractEventLoop) -> None:
+        """Reader thread: blocking reads and intake, then hand accepted events to the loop."""
+        try:
+            for lines in read_lines(self.stream):
+                accepted = self._judge(lines)
+                if accepted and not self.options.dry_run and not queue.put(accepted):
+                    self.ledger.deferred(accepted, self.summary.interrupted or "delivery stopped")
+                if self._stop_reading.is_set():
+                    break
+        finally:
+            loop.call_soon_threadsafe(queue.close)
+
+    def _judge(self, lines: Iterable[Line]) -> List[Queued]:
+        accepted: List[Queued] = []
+        origin = self.options.origin
+        for number, raw in lines:
+            self.summary.lines_read = number
+            result = self.intake.accept(raw, number)
+            if result is None:
+                continue
+            if isinstance(result, Accepted):
+                self.summary.valid += 1
+                if self.summary.valid <= MAX_REPORTED_IDS + 1:
+                    self.summary.event_ids.append(result.event_id)
+                accepted.append(Queued(f"{origin}:{number}", result.event_id, result.body))
+            else:
+                self._report_invalid(result)
+        return accepted
+
+    def _report_invalid(self, invalid: Invalid) -> None:
+        self.summary.invalid += 1
+        if len(self.summary.errors) < MAX_REPORTED_ERRORS:
+            self.summary.errors.append({"line": invalid.line, "path": invalid.path,
+                                        "message": invalid.message, "kind": invalid.kind})
+        self.say(f"{self.options.origin}:{invalid.line}: {invalid.path}: {invalid.message}")
+
+    async def _progress(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            s = self.summary
+            self.err.write(f"\rdoow-track: read {s.lines_read}, delivered {s.delivered}, "
+                           f"invalid {s.invalid}, outboxed {s.outboxed}\x1b[K")
+            self.err.flush()
+
+    def _finish(self, pump: Pump) -> None:
+        s = self.summary
+        self.ledger.outbox.close()
+        self.ledger.rejects.close()
+        s.requests = self.stats.requests
+        s.key_rejected = self.stats.key_rejected
+        s.seconds = round(time.monotonic() - self._started, 3)
+        s.outbox, s.rejects = self.ledger.outbox.used, self.ledger.rejects.used
+        s.exit_code = exit_code(s)
+        if self.options.progress:
+            self.err.write("\r\x1b[K")
+
+
+def exit_code(summary: Summary) -> int:
+    """The most severe outcome wins: key rejected > not delivered > invalid or rejected."""
+    if summary.key_rejected:
+        return EX_NOPERM
+    if summary.outboxed or summary.interrupted:
+        return EX_TEMPFAIL
+    if summary.invalid or summary.rejected:
+        return EX_DATAERR
+    return EX_OK
+
+
+def summary_line(summary: Summary, dry_run: bool = False) -> str:
+    """The one-line account printed on stderr at the end of every run."""
+    s = summary
+    if dry_run:
+        return (f"dry run: read {s.lines_read} lines: {s.valid} valid, {s.invalid} invalid; "
+                f"nothing sent ({s.seconds:.2f}s)")
+    text = (f"read {s.lines_read} lines: {s.valid} valid, {s.invalid} invalid; delivered {s.delivered}, "
+            f"rejected {s.rejected}, outboxed {s.outboxed}; {s.requests} requests in {s.seconds:.2f}s")
+    if s.interrupted:
+        text += f"; {s.interrupted} after line {s.lines_read}"
+    return text

@@ -1,0 +1,1 @@
+"""Where raw lines come from: stdin, the agent's socket, TCP, tailed files."""

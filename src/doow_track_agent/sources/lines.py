@@ -1,0 +1,74 @@
+"""Splitting a byte stream into lines with bounded memory.
+
+A producer that never sends a newline must not make us buffer without end:
+a line longer than the limit keeps only its first ``limit + 1`` bytes (enough
+for intake to say it is too long) and the rest is skipped up to its newline.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Iterator, List, Tuple
+
+from doow_track_agent.policy import MAX_LINE_BYTES
+
+Line = Tuple[int, bytes]  # (1-based line number, raw bytes without the newline)
+
+
+class LineSplitter:
+    """Feed bytes in, get complete numbered lines out; a partial last line waits for its newline."""
+
+    def __init__(self, limit: int = MAX_LINE_BYTES) -> None:
+        self.limit = limit
+        self.count = 0
+        self._partial = b""
+        self._overlong = False
+
+    def feed(self, data: bytes) -> List[Line]:
+        """Return the lines completed by ``data``."""
+        parts = data.split(b"\n")
+        lines: List[Line] = []
+        for part in parts[:-1]:
+            lines.append(self._complete(part))
+        self._keep(parts[-1])
+        return lines
+
+    def finish(self) -> List[Line]:
+        """End of input: a last line without newline still counts as a line."""
+        if not self._partial and not self._overlong:
+            return []
+        return [self._complete(b"")]
+
+    def _complete(self, tail: bytes) -> Line:
+        raw = tail if not self._partial and not self._overlong else (self._partial + tail)[: self.limit + 1]
+        self._partial = b""
+        self._overlong = False
+        self.count += 1
+        return self.count, raw
+
+    def _keep(self, tail: bytes) -> None:
+        if self._overlong:
+            return
+        self._partial += tail
+        if len(self._partial) > self.limit:
+            self._partial = self._partial[: self.limit + 1]
+            self._overlong = True
+
+
+def read_lines(stream: BinaryIO, block: int = 256 * 1024) -> Iterator[List[Line]]:
+    """Read a binary stream in blocks; yield the lines of each block together.
+
+    Yielding per block (not per line) lets a backlogged input become full
+    batches, while a slow trickle is still passed on as soon as it arrives.
+    """
+    splitter = LineSplitter()
+    read = getattr(stream, "read1", stream.read)
+    while True:
+        data = read(block)
+        if not data:
+            break
+        lines = splitter.feed(data)
+        if lines:
+            yield lines
+    last = splitter.finish()
+    if last:
+        yield last
