@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Deque, Iterable, List, Optional, TextIO, Tuple
+from typing import Any, BinaryIO, Callable, Deque, Dict, Iterable, List, Optional, TextIO, Tuple
 
 from doow_track_agent import outbox
 from doow_track_agent.config import Settings
@@ -126,6 +126,7 @@ class Summary:
     exit_code: int = 0
     event_ids: List[str] = field(default_factory=list)
     errors: List[dict] = field(default_factory=list)
+    invalid_by_kind: Dict[str, int] = field(default_factory=dict)
     outbox: Optional[str] = None
     rejects: Optional[str] = None
     interrupted: Optional[str] = None
@@ -260,6 +261,8 @@ class PipeRun:
 
     def _report_invalid(self, invalid: Invalid) -> None:
         self.summary.invalid += 1
+        kinds = self.summary.invalid_by_kind
+        kinds[invalid.kind] = kinds.get(invalid.kind, 0) + 1
         if len(self.summary.errors) < MAX_REPORTED_ERRORS:
             self.summary.errors.append({"line": invalid.line, "path": invalid.path,
                                         "message": invalid.message, "kind": invalid.kind})

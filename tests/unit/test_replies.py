@@ -1,0 +1,43 @@
+"""PROTOCOL.md's response table, as the sender must read it."""
+
+from __future__ import annotations
+
+import json
+from email.utils import formatdate
+
+import pytest
+
+from doow_track_agent import replies
+
+
+@pytest.mark.parametrize("status,kind", [
+    (202, replies.ACCEPTED), (200, replies.ACCEPTED), (400, replies.REJECTED), (404, replies.REJECTED),
+    (401, replies.KEY), (403, replies.KEY), (408, replies.RETRY), (413, replies.TOO_LARGE),
+    (429, replies.RETRY), (500, replies.RETRY), (503, replies.RETRY),
+])
+def test_status_classes(status, kind):
+    assert replies.classify(status, {}, b"").kind == kind
+
+
+def test_207_both_body_shapes():
+    counted = {"batch_id": "b", "accepted": 1, "rejected": 1, "rejections": [{"event_id": "e2", "reason": "bad license"}]}
+    listed = {"accepted": ["e1"], "rejected": [{"event_id": "e2", "reason": "bad license"}]}
+    for body in (counted, listed):
+        reply = replies.classify(207, {}, json.dumps(body).encode())
+        assert reply.kind == replies.PARTIAL
+        assert reply.rejections == {"e2": "bad license"}
+
+
+def test_retry_after_seconds_and_http_date():
+    assert replies.classify(429, {"retry-after": "3"}, b"").retry_after == 3.0
+    date = formatdate(1_000_010, usegmt=True)
+    assert replies.retry_after(date, now=1_000_000) == pytest.approx(10, abs=1)
+    assert replies.retry_after("garbage") is None
+    assert replies.retry_after("999999") == replies.MAX_RETRY_AFTER
+
+
+def test_server_text_is_sanitised_and_capped():
+    hostile = ("\u202eevil\x1b[31m" + "x" * 5000).encode()
+    reason = replies.classify(400, {}, hostile).reason
+    assert "\u202e" not in reason and "\x1b" not in reason
+    assert len(reason) < 400
