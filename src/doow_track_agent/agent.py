@@ -1,0 +1,470 @@
+"""The agent: a well-behaved Unix daemon around sources -> intake -> spool -> delivery.
+
+Process life cycle, in order:
+
+1. The starting command checks what it can without side effects (key,
+   config), forks, and waits on a pipe: it exits 0 only once the agent
+   reports "ready" (socket bound, spool open), or with the agent's own
+   reason and sysexits code.  A detaching daemon's parent otherwise exits
+   before anything is known, and a playbook would carry on against an agent
+   that never came up.
+2. The child enters python-daemon's ``DaemonContext`` with every option set
+   on purpose (see ``_daemon_context``), takes the pidfile lock, and only
+   then opens logs, spool and sockets: ``open()`` closes every descriptor it
+   was not told to keep.
+3. Signal handlers only note the signal and wake the event loop; the loop
+   does the work: reload on SIGHUP (atomically, or not at all), drain and
+   exit 0 on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Callable, List, Optional, Tuple
+
+import daemon
+import daemon.daemon
+
+from doow_track_agent import __version__, config, logs, systemd
+from doow_track_agent.config import ConfigError, Settings
+from doow_track_agent.delivery import Pump
+from doow_track_agent.health import HealthServer
+from doow_track_agent.intake import Intake
+from doow_track_agent.pidfile import PidFile, PidfileLocked
+from doow_track_agent.sources import Producers, SourceError
+from doow_track_agent.sources.tcp import TcpSource, address
+from doow_track_agent.sources.unix_socket import UnixSource
+from doow_track_agent.spool import Spool, SpoolError
+from doow_track_agent.stats import Stats
+
+log = logging.getLogger(__name__)
+
+EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, EX_TEMPFAIL, EX_CONFIG = 0, 70, 69, 75, 78
+_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_PRODUCER_GRACE = 2.0
+_PUMP_GRACE = 5.0
+
+Loader = Callable[[], Settings]
+
+
+class StartupError(Exception):
+    """The agent cannot run; ``code`` is the exit status the starting command reports."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# -- the start handshake ------------------------------------------------------------
+
+
+class Handshake:
+    """The daemon's half of the start-up pipe: one line, ``0 <pid>`` or ``<code> <reason>``."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, code: int, text: str) -> None:
+        if self.fd < 0:
+            return
+        try:
+            os.write(self.fd, f"{code} {text}\n".encode("utf-8", "replace"))
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _await_report(read_fd: int, child: int) -> int:
+    """The starting command's half: wait for the daemon's verdict and pass it on."""
+    chunks = []
+    with os.fdopen(read_fd, "rb") as pipe:
+        for chunk in iter(lambda: pipe.read(4096), b""):
+            chunks.append(chunk)
+    os.waitpid(child, 0)
+    code_text, _, text = b"".join(chunks).decode("utf-8", "replace").strip().partition(" ")
+    if not code_text.isdigit():
+        sys.stderr.write("doow-track: the agent exited during start-up; see its log for why\n")
+        return EX_UNAVAILABLE
+    code = int(code_text)
+    if code == EX_OK:
+        sys.stderr.write(f"doow-track: agent started (pid {text})\n")
+    else:
+        sys.stderr.write(f"doow-track: the agent did not start: {text}\n")
+    return code
+
+
+# -- settings as the daemon sees them -----------------------------------------------
+
+
+def _absolute(settings: Settings, base: str) -> Settings:
+    """The daemon runs in ``/``: resolve the config's relative paths against the starting directory."""
+
+    def resolve(path: Optional[str]) -> Optional[str]:
+        return os.path.normpath(os.path.join(base, path)) if path else path
+
+    source = settings.input
+    if source and source.get("path"):
+        source = {**source, "path": resolve(source["path"])}
+    return dataclasses.replace(
+        settings, socket_path=resolve(settings.socket_path), spool_dir=resolve(settings.spool_dir),
+        log_file=resolve(settings.log_file), pidfile=resolve(settings.pidfile), input=source,
+        source=resolve(settings.source))
+
+
+def _preflight(settings: Settings) -> None:
+    """What makes a config unusable for the agent beyond the schema."""
+    if not settings.api_key:
+        raise StartupError(EX_CONFIG, "no API key: set apiKey in the config, DOOW_TRACK_API_KEY, or --api-key-file")
+    listen = address(settings)
+    if listen is not None and not listen.is_loopback and not settings.tcp_token:
+        raise StartupError(EX_CONFIG, f"tcp.listen {listen} is not a loopback address: set tcp.token")
+
+
+def _checked(loader: Loader) -> Settings:
+    settings = loader()
+    _preflight(settings)
+    return settings
+
+
+# -- the running agent --------------------------------------------------------------
+
+
+class Agent:
+    """Owns the pieces while the loop runs; everything here runs in the event-loop thread."""
+
+    def __init__(self, settings: Settings, loader: Loader, foreground: bool) -> None:
+        self.settings = settings
+        self.stats = Stats()
+        self.spool = Spool(settings.spool_dir, settings.spool_max_bytes, settings.spool_fsync, self.stats)
+        self.generation = 1
+        self.started = time.monotonic()
+        self.stopping = False
+        self.reload_state: dict = {"attempts": 0, "ok": None, "error": None, "at": None}
+        self._loader = loader
+        self._foreground = foreground
+        self._producers: Optional[Producers] = None
+        self._unix: Optional[UnixSource] = None
+        self._tcp: Optional[TcpSource] = None
+        self._health: Optional[HealthServer] = None
+        self._pump: Optional[Pump] = None
+        self._signals: List[int] = []
+        self._wake: Optional[asyncio.Event] = None
+
+    # signals: note and wake, nothing more
+
+    def note_signal(self, signum: int) -> None:
+        self._signals.append(signum)
+        if self._wake is not None:
+            self._wake.set()
+
+    def _install_signals(self, early: List[int]) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in _HANDLED:
+            loop.add_signal_handler(signum, self.note_signal, signum)
+        self._signals.extend(early)
+
+    async def run(self, handshake: Optional[Handshake], early_signals: List[int]) -> int:
+        """Start, report, serve until told to stop; returns the exit status."""
+        self._wake = asyncio.Event()
+        self._install_signals(early_signals)
+        try:
+            await self._start()
+        except Exception as error:  # whatever stops the start must reach the starting command
+            failure = error if isinstance(error, StartupError) else StartupError(EX_SOFTWARE, f"internal error: {error!r}")
+            log.error("cannot start: %s", failure, exc_info=not isinstance(error, StartupError))
+            await self._close_all()
+            if handshake:
+                handshake.send(failure.code, str(failure))
+            return failure.code
+        if handshake:
+            handshake.send(EX_OK, str(os.getpid()))
+        systemd.ready(f"ready, config generation {self.generation}")
+        return await self._serve()
+
+    async def _start(self) -> None:
+        settings = self.settings
+        try:
+            logs.setup(settings, self._foreground)
+        except logs.LogSetupError as error:
+            raise StartupError(EX_CONFIG, str(error)) from None
+        try:
+            self.spool.open()
+        except SpoolError as error:
+            raise StartupError(EX_TEMPFAIL, str(error)) from None
+        self._producers = Producers(self.spool, self.stats, Intake(settings.attribution))
+        self._unix, self._tcp, self._health = await self._listeners(settings)
+        self._pump = Pump(settings, self.spool, self.spool, self.stats, max_attempts=None, halt_on_failure=False)
+        for warning in settings.warnings:
+            log.warning("%s", warning)
+        self._warn_unused_input(settings)
+        log.info("agent %s ready (pid %d): socket %s, spool %s, health %s, logs to %s, %s",
+                 __version__, os.getpid(), settings.socket_path, settings.spool_dir, settings.health_listen,
+                 logs.destination(), settings.describe())
+
+    @staticmethod
+    def _warn_unused_input(settings: Settings) -> None:
+        mode = (settings.input or {}).get("mode")
+        if mode in ("stdin", "file"):
+            log.warning("input mode %r is not served by the agent; producers use the socket%s", mode,
+                        " or tcp" if address(settings) else "")
+
+    async def _listeners(self, settings: Settings,
+                         ) -> Tuple[Optional[UnixSource], Optional[TcpSource], Optional[HealthServer]]:
+        """Bind what ``settings`` asks for that is not already bound; all or nothing."""
+        assert self._producers is not None
+        opened: list = []
+        try:
+            health = self._health_for(settings)
+            if health is not self._health and health is not None:
+                await self._start_health(health, settings)
+                opened.append(health)
+            tcp = self._tcp_for(settings)
+            if tcp is not self._tcp and tcp is not None:
+                await tcp.start(self._producers)
+                opened.append(tcp)
+            unix = self._unix_for(settings)
+            if unix is not self._unix and unix is not None:
+                await unix.start(self._producers)
+                opened.append(unix)
+        except (SourceError, StartupError) as error:
+            for listener in opened:
+                listener.close()
+            raise StartupError(getattr(error, "code", EX_TEMPFAIL), str(error)) from None
+        return unix, tcp, health
+
+    def _unix_for(self, settings: Settings) -> Optional[UnixSource]:
+        old = self._unix
+        if old is not None and old.path == settings.socket_path:
+            old.set_access(settings.socket_mode, settings.socket_group)
+            return old
+        return UnixSource(settings.socket_path, settings.socket_mode, settings.socket_group) \
+            if settings.socket_path else None
+
+    def _tcp_for(self, settings: Settings) -> Optional[TcpSource]:
+        listen = address(settings)
+        old = self._tcp
+        if old is not None and (old.listen, old.token) == (listen, settings.tcp_token):
+            return old
+        try:
+            return TcpSource(listen, settings.tcp_token) if listen else None
+        except SourceError as error:
+            raise StartupError(EX_CONFIG, str(error)) from None
+
+    def _health_for(self, settings: Settings) -> Optional[HealthServer]:
+        if self._health is not None and settings.health_listen == self.settings.health_listen:
+            return self._health
+        return HealthServer(self) if settings.health_listen else None
+
+    @staticmethod
+    async def _start_health(health: HealthServer, settings: Settings) -> None:
+        assert settings.health_listen is not None
+        try:
+            await health.start(settings.health_listen)
+        except OSError as error:
+            raise StartupError(EX_TEMPFAIL, f"cannot listen on health.listen {settings.health_listen}: "
+                                            f"{error.strerror}") from None
+
+    # serving
+
+    async def _serve(self) -> int:
+        assert self._pump is not None and self._wake is not None
+        pump = asyncio.ensure_future(self._pump.run())
+        pump.add_done_callback(lambda _: self._wake.set() if self._wake else None)
+        status = EX_OK
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if pump.done():
+                status = self._pump_failure(pump)
+                break
+            signals, self._signals = self._signals, []
+            if any(signum != signal.SIGHUP for signum in signals):
+                log.info("received %s: stopping", signal.Signals(signals[-1]).name)
+                break
+            if signals:
+                await self.reload()
+        await self._shutdown(pump)
+        return status
+
+    @staticmethod
+    def _pump_failure(pump: "asyncio.Future[None]") -> int:
+        error = pump.exception() if not pump.cancelled() else None
+        log.critical("delivery stopped unexpectedly (%r); exiting so the service manager restarts the agent; "
+                     "spooled events are kept", error, exc_info=error)
+        return EX_SOFTWARE
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read and validate the config; apply all of it, or keep all of the running one."""
+        systemd.reloading()
+        self.reload_state = {**self.reload_state, "attempts": self.reload_state["attempts"] + 1,
+                             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        try:
+            settings = self._kept_at_restart(_checked(self._loader))
+            unix, tcp, health = await self._listeners(settings)
+            logs.setup(settings, self._foreground)
+        except (ConfigError, StartupError, logs.LogSetupError) as error:
+            log.error("reload refused, keeping the running config (generation %d): %s", self.generation, error)
+            self.reload_state.update(ok=False, error=str(error))
+        else:
+            self._apply(settings, unix, tcp, health)
+            self.reload_state.update(ok=True, error=None)
+        systemd.ready(f"ready, config generation {self.generation}")
+
+    def _kept_at_restart(self, settings: Settings) -> Settings:
+        """The spool directory and pidfile are held open: changing them needs a restart."""
+        old = self.settings
+        for name in ("spool_dir", "pidfile"):
+            if getattr(settings, name) != getattr(old, name):
+                log.warning("%s changed in the config; it takes effect at the next restart", name)
+        return dataclasses.replace(settings, spool_dir=old.spool_dir, pidfile=old.pidfile)
+
+    def _apply(self, settings: Settings, unix: Optional[UnixSource], tcp: Optional[TcpSource],
+               health: Optional[HealthServer]) -> None:
+        """The infallible half of a reload: swap everything at once."""
+        assert self._producers is not None and self._pump is not None
+        for old, new in ((self._unix, unix), (self._tcp, tcp), (self._health, health)):
+            if old is not None and old is not new:
+                old.close()
+        self._unix, self._tcp, self._health = unix, tcp, health
+        self._producers.intake = Intake(settings.attribution)
+        self.spool.set_limits(settings.spool_max_bytes, settings.spool_fsync)
+        self._pump.reconfigure(settings)
+        self.settings = settings
+        self.generation += 1
+        for warning in settings.warnings:
+            log.warning("%s", warning)
+        log.info("config reloaded (generation %d): %s", self.generation, settings.describe())
+
+    async def _shutdown(self, pump: "asyncio.Future[None]") -> None:
+        """Stop intake, deliver until the deadline, keep the rest in the spool."""
+        self.stopping = True
+        systemd.stopping()
+        timeout = self.settings.shutdown_timeout
+        deadline = time.monotonic() + timeout
+        log.info("stopping: refusing new events, delivering for up to %.1fs", timeout)
+        for source in (self._unix, self._tcp):
+            if source is not None:
+                source.close()
+        if self._producers is not None:
+            await self._producers.close(_PRODUCER_GRACE)
+        if self._pump is not None and not pump.done():
+            await self._pump.stop(deadline)
+            done, _ = await asyncio.wait({pump}, timeout=max(0.0, deadline - time.monotonic()) + _PUMP_GRACE)
+            if not done:
+                pump.cancel()
+                await asyncio.gather(pump, return_exceptions=True)
+        await self._close_all()
+        left = self.spool.figures()["events"]
+        log.info("stopped: %d event(s) delivered since start, %d left in the spool for the next start",
+                 self.stats.delivered, left)
+
+    async def _close_all(self) -> None:
+        for listener in (self._unix, self._tcp, self._health):
+            if listener is not None:
+                listener.close()
+        self._unix = self._tcp = self._health = None
+        await self.spool.close()
+
+
+# -- the daemon context -------------------------------------------------------------
+
+
+def _daemon_context(foreground: bool, pidfile: Optional[str], keep: List[int],
+                    on_signal: Callable[[int, object], None]) -> daemon.DaemonContext:
+    """Every option explicit: python-daemon's defaults are wrong for a process that holds a spool."""
+    return daemon.DaemonContext(
+        chroot_directory=None,            # the spool, socket and config live on the host's paths
+        working_directory="/",            # never pin a mount; paths were made absolute beforehand
+        umask=0o027,                      # spool, logs and pidfile are not world-readable (default 0)
+        uid=os.getuid(), gid=os.getgid(), initgroups=False,  # whoever started us; systemd User= drops privileges
+        prevent_core=True,                # a core dump would hold the key and billing events
+        detach_process=not foreground,    # never guessed: a guess breaks systemd's main-PID tracking
+        files_preserve=keep,              # only the start-up pipe; everything else is opened after open()
+        pidfile=PidFile(pidfile) if pidfile else None,
+        stdin=None,                       # /dev/null
+        stdout=sys.stdout if foreground else None,  # foreground: journald/containers see our output
+        stderr=sys.stderr if foreground else None,  # detached: /dev/null; logs go to a file or syslog
+        signal_map={                      # default SIGTERM raises SystemExit mid-write; SIGHUP would kill us
+            signal.SIGTERM: on_signal, signal.SIGINT: on_signal, signal.SIGHUP: on_signal,
+            signal.SIGTSTP: None, signal.SIGTTIN: None, signal.SIGTTOU: None, signal.SIGPIPE: None,
+        },
+    )
+
+
+def _serve(settings: Settings, loader: Loader, pidfile: Optional[str], foreground: bool,
+           handshake: Optional[Handshake]) -> int:
+    """Become the daemon and run the agent to completion; returns the exit status."""
+    early: List[int] = []
+    keep = [handshake.fd] if handshake else []
+    context = _daemon_context(foreground, pidfile, keep, lambda signum, _frame: early.append(signum))
+    try:
+        context.open()
+    except PidfileLocked as error:
+        return _refuse(handshake, EX_UNAVAILABLE, str(error))
+    except (OSError, daemon.daemon.DaemonError) as error:
+        return _refuse(handshake, EX_TEMPFAIL, f"cannot become a daemon: {error}")
+    try:
+        agent = Agent(settings, loader, foreground)
+        return asyncio.run(agent.run(handshake, early))
+    finally:
+        context.close()
+        logging.shutdown()
+
+
+def _refuse(handshake: Optional[Handshake], code: int, reason: str) -> int:
+    if handshake:
+        handshake.send(code, reason)
+    else:
+        sys.stderr.write(f"doow-track: {reason}\n")
+    return code
+
+
+def _detach(settings: Settings, loader: Loader, pidfile: Optional[str]) -> int:
+    """Fork; the child becomes the daemon, this process waits for its verdict."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
+    child = os.fork()
+    if child:
+        os.close(write_fd)
+        return _await_report(read_fd, child)
+    os.close(read_fd)
+    status = EX_SOFTWARE
+    try:
+        status = _serve(settings, loader, pidfile, False, Handshake(write_fd))
+    finally:
+        os._exit(status)
+
+
+def run_agent(settings: Settings, *, pidfile: Optional[str] = None, foreground: bool = False,
+              config_path: Optional[str] = None, reload_settings: Optional[Loader] = None) -> int:
+    """Run the agent (detached unless ``foreground``); returns the starting command's exit status.
+
+    ``reload_settings`` re-resolves the settings exactly as at start (file,
+    environment, command line) on SIGHUP; by default the config file and the
+    environment are read again.
+    """
+    base = os.getcwd()
+    path = os.path.join(base, config_path) if config_path else None
+
+    def loader() -> Settings:
+        fresh = reload_settings() if reload_settings else config.load(path, os.environ)
+        return _absolute(fresh, base)
+
+    settings = _absolute(settings, base)
+    pidfile = os.path.normpath(os.path.join(base, pidfile)) if pidfile else settings.pidfile
+    try:
+        _preflight(settings)
+    except StartupError as error:
+        sys.stderr.write(f"doow-track: bad configuration: {error}\n")
+        return error.code
+    if foreground:
+        return _serve(settings, loader, pidfile, True, None)
+    return _detach(settings, loader, pidfile)
+

@@ -1,0 +1,179 @@
+"""The agent's health listener: /healthz, /readyz, /status (JSON) and /metrics (Prometheus text).
+
+A tiny HTTP/1.1 responder on the event loop (one request per connection)
+rather than ``http.server`` in a thread: the figures it reports are mutated
+only in the loop thread, so reading them there needs no locks.  Everything
+it serves comes from one status document, so /status, /metrics and the
+``status`` command cannot disagree, and none of it contains the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from typing import Callable, Dict, List, Optional, Protocol, Tuple
+
+from doow_track_agent import __version__
+from doow_track_agent.config import Listen, Settings
+from doow_track_agent.redact import mask_key
+from doow_track_agent.spool import Spool
+from doow_track_agent.stats import Stats
+
+log = logging.getLogger(__name__)
+
+_REQUEST_TIMEOUT = 5.0
+_MAX_HEAD = 8192
+_COUNTERS = ("accepted", "invalid", "delivered", "rejected", "dead_lettered", "requests", "retries")
+
+
+class Observed(Protocol):
+    """What the health listener reads from the agent."""
+
+    settings: Settings
+    stats: Stats
+    spool: Spool
+    generation: int
+    started: float
+    stopping: bool
+    reload_state: dict
+
+
+def _iso(epoch: Optional[float]) -> Optional[str]:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) if epoch is not None else None
+
+
+def not_ready_reasons(agent: Observed) -> List[str]:
+    """Why /readyz says 503; empty when ready."""
+    stats = agent.stats
+    reasons = []
+    if agent.stopping:
+        reasons.append("shutting down")
+    if stats.key_rejected:
+        reasons.append("API key rejected (401/403): rotate it and reload")
+    elif stats.failing:
+        reasons.append(f"deliveries failing: {stats.last_error}")
+    if agent.spool.full:
+        reasons.append("spool full: new events are refused")
+    return reasons
+
+
+def status_document(agent: Observed) -> dict:
+    """The ``/status`` JSON of docs/cli-contract.md (plus a few added fields)."""
+    stats, settings = agent.stats, agent.settings
+    reasons = not_ready_reasons(agent)
+    return {
+        "running": True, "ready": not reasons, "pid": os.getpid(), "version": __version__,
+        "uptime_seconds": round(time.monotonic() - agent.started, 3), "generation": agent.generation,
+        "key": mask_key(settings.api_key), "endpoint": settings.endpoint,
+        "spool": agent.spool.figures(),
+        "counters": {name: getattr(stats, name) for name in _COUNTERS},
+        "last_success": _iso(stats.last_success), "last_error": stats.last_error,
+        "key_rejected": stats.key_rejected,
+        "not_ready": reasons, "reload": agent.reload_state,
+        "config": settings.source, "socket": settings.socket_path,
+    }
+
+
+def _metric(lines: List[str], name: str, kind: str, help_text: str,
+            samples: List[Tuple[str, float]]) -> None:
+    lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    lines += [f"{name}{labels} {value}" for labels, value in samples]
+
+
+def metrics_text(agent: Observed) -> str:
+    """The status document in the Prometheus text exposition format (version 0.0.4)."""
+    status = status_document(agent)
+    spool, counters = status["spool"], status["counters"]
+    lines: List[str] = []
+    _metric(lines, "doow_track_info", "gauge", "Agent version.", [(f'{{version="{status["version"]}"}}', 1)])
+    _metric(lines, "doow_track_events_total", "counter", "Events by outcome since the agent started.",
+            [(f'{{outcome="{name}"}}', counters[name])
+             for name in ("accepted", "invalid", "delivered", "rejected", "dead_lettered")])
+    _metric(lines, "doow_track_requests_total", "counter", "Ingest requests sent.", [("", counters["requests"])])
+    _metric(lines, "doow_track_retries_total", "counter", "Batches retried.", [("", counters["retries"])])
+    _metric(lines, "doow_track_spool_events", "gauge", "Events in the spool.", [("", spool["events"])])
+    _metric(lines, "doow_track_spool_bytes", "gauge", "Bytes counted against spool.maxBytes.",
+            [("", spool["bytes"])])
+    _metric(lines, "doow_track_spool_max_bytes", "gauge", "spool.maxBytes.", [("", spool["max_bytes"])])
+    _metric(lines, "doow_track_spool_full", "gauge", "1 while new events are refused.", [("", int(spool["full"]))])
+    _metric(lines, "doow_track_spool_oldest_age_seconds", "gauge", "Age of the oldest spooled event.",
+            [("", float(spool["oldest_age_seconds"] or 0.0))])
+    _metric(lines, "doow_track_dead_letters", "gauge", "Events in the dead-letter table.",
+            [("", spool["dead_letters"])])
+    _metric(lines, "doow_track_ready", "gauge", "1 when /readyz answers 200.", [("", int(status["ready"]))])
+    _metric(lines, "doow_track_key_rejected", "gauge", "1 while the API rejects the key.",
+            [("", int(status["key_rejected"]))])
+    _metric(lines, "doow_track_config_generation", "gauge", "Config generation (1 at start, +1 per reload).",
+            [("", status["generation"])])
+    _metric(lines, "doow_track_uptime_seconds", "gauge", "Seconds since start.", [("", float(status["uptime_seconds"]))])
+    if agent.stats.last_success is not None:
+        _metric(lines, "doow_track_last_success_timestamp_seconds", "gauge",
+                "When a delivery last succeeded (Unix time).", [("", float(agent.stats.last_success))])
+    return "\n".join(lines) + "\n"
+
+
+Response = Tuple[int, str, bytes]
+
+
+def _text(status: int, body: str) -> Response:
+    return status, "text/plain; charset=utf-8", body.encode("utf-8")
+
+
+class HealthServer:
+    """Answers the four endpoints from the live agent."""
+
+    def __init__(self, agent: Observed) -> None:
+        self.agent = agent
+        self._server: Optional[asyncio.AbstractServer] = None
+        self._routes: Dict[str, Callable[[], Response]] = {
+            "/healthz": lambda: _text(200, "ok\n"),
+            "/readyz": self._readyz,
+            "/status": self._status,
+            "/metrics": self._metrics,
+        }
+
+    async def start(self, listen: Listen) -> None:
+        self._server = await asyncio.start_server(self._handle, listen.host, listen.port, reuse_address=True)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def _readyz(self) -> Response:
+        reasons = not_ready_reasons(self.agent)
+        return _text(503, "not ready: " + "; ".join(reasons) + "\n") if reasons else _text(200, "ready\n")
+
+    def _status(self) -> Response:
+        return 200, "application/json", json.dumps(status_document(self.agent)).encode("utf-8")
+
+    def _metrics(self) -> Response:
+        return 200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(self.agent).encode("utf-8")
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _REQUEST_TIMEOUT)
+            writer.write(self._respond(head))
+            await writer.drain()
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def _respond(self, head: bytes) -> bytes:
+        parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+        if len(parts) != 3 or len(head) > _MAX_HEAD:
+            status, kind, body = _text(400, "bad request\n")
+        elif parts[0] not in ("GET", "HEAD"):
+            status, kind, body = _text(405, "only GET\n")
+        else:
+            route = self._routes.get(parts[1].split("?", 1)[0])
+            status, kind, body = route() if route else _text(404, "try /healthz, /readyz, /status or /metrics\n")
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+                  503: "Service Unavailable"}[status]
+        header = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
+                  f"Cache-Control: no-store\r\nConnection: close\r\n\r\n").encode("latin-1")
+        return header + (b"" if parts[:1] == ["HEAD"] else body)

@@ -1,0 +1,98 @@
+"""The agent's logging: where lines go (stderr, file, syslog), their shape (text or JSON), and no keys.
+
+Every line passes one formatter that masks anything shaped like a Doow key
+(``dk_…abcd``), tracebacks included: the rule "the key is never logged"
+then holds for messages nobody wrote with it in mind, such as an exception
+text quoting a header.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import os
+import re
+import sys
+import time
+from doow_track_agent.config import Settings
+from doow_track_agent.redact import mask_key
+
+_KEY = re.compile(r"dk_[A-Za-z0-9_-]+")
+_SYSLOG = "/dev/log"
+_FALLBACK_NAME = "agent.log"
+
+
+class LogSetupError(Exception):
+    """The configured log destination cannot be opened."""
+
+
+def scrub_keys(text: str) -> str:
+    """Mask every key-shaped token in ``text``."""
+    return _KEY.sub(lambda match: mask_key(match.group(0)), text)
+
+
+def _utc(record: logging.LogRecord) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+class Formatter(logging.Formatter):
+    """Text (``time LEVEL logger: message``) or JSON lines, always key-free."""
+
+    def __init__(self, json_lines: bool, with_time: bool = True) -> None:
+        super().__init__()
+        self.json_lines = json_lines
+        self.with_time = with_time
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            message = f"{message}\n{self.formatException(record.exc_info)}"
+        if self.json_lines:
+            text = json.dumps({"ts": _utc(record), "level": record.levelname.lower(), "logger": record.name,
+                               "pid": record.process, "msg": message})
+        else:
+            text = f"{record.levelname} {record.name}: {message}"
+            if self.with_time:
+                text = f"{_utc(record)} {text}"
+        return scrub_keys(text)
+
+
+def _handler(settings: Settings, foreground: bool) -> logging.Handler:
+    """log.file when set; else stderr in the foreground; else syslog, or a file in the spool dir."""
+    path = settings.log_file
+    if not path and foreground:
+        return logging.StreamHandler(sys.stderr)
+    if not path and os.path.exists(_SYSLOG):
+        handler = logging.handlers.SysLogHandler(_SYSLOG, logging.handlers.SysLogHandler.LOG_DAEMON)
+        handler.ident = f"doow-track[{os.getpid()}]: "
+        return handler
+    path = path or os.path.join(settings.spool_dir, _FALLBACK_NAME)
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return logging.handlers.WatchedFileHandler(path, encoding="utf-8")  # follows logrotate's renames
+    except OSError as exc:
+        raise LogSetupError(f"log.file {path}: {exc.strerror}") from None
+
+
+def setup(settings: Settings, foreground: bool) -> None:
+    """(Re)configure the root logger; called at start and on every reload."""
+    handler = _handler(settings, foreground)
+    syslog = isinstance(handler, logging.handlers.SysLogHandler)
+    handler.setFormatter(Formatter(settings.log_format == "json", with_time=not syslog))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if settings.debug else settings.log_level.upper())
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def destination() -> str:
+    """Where the logs go, for the start-up message."""
+    handler = logging.getLogger().handlers[0]
+    if isinstance(handler, logging.FileHandler):
+        return handler.baseFilename
+    return "syslog" if isinstance(handler, logging.handlers.SysLogHandler) else "stderr"

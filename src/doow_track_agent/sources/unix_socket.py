@@ -1,0 +1,111 @@
+"""The agent's Unix socket: local producers' main way in.
+
+The socket file is created private (umask 0o177) and only then opened up to
+``socket.mode`` and ``socket.group``, so it is never reachable by others even
+for an instant.  A socket file left by a killed agent is removed; one that
+still answers belongs to a live agent and is left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import grp
+import os
+import socket
+import stat
+import struct
+from typing import Optional
+
+from doow_track_agent.sources import STREAM_LIMIT, Producers, SourceError
+
+_PEERCRED = struct.Struct("3i")
+
+
+def _remove_stale(path: str) -> None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise SourceError(f"socket.path {path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise SourceError(f"another process is already listening on socket.path {path}")
+
+
+def _group_id(group: Optional[str]) -> int:
+    if not group:
+        return -1
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise SourceError(f"socket.group {group!r} does not exist") from None
+
+
+def _origin(writer: asyncio.StreamWriter) -> str:
+    """``socket:pid N``: which local process sent a line, for the log."""
+    sock = writer.get_extra_info("socket")
+    try:
+        pid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))[0]
+    except (OSError, AttributeError):
+        return "socket"
+    return f"socket:pid {pid}"
+
+
+class UnixSource:
+    """A listening socket file; ``close`` removes the file if it is still ours."""
+
+    def __init__(self, path: str, mode: int, group: Optional[str]) -> None:
+        self.path = path
+        self.mode = mode
+        self.group = group
+        self._server: Optional[asyncio.AbstractServer] = None
+        self._inode: Optional[int] = None
+
+    async def start(self, producers: Producers) -> None:
+        _group_id(self.group)  # fail before touching the filesystem
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", mode=0o755, exist_ok=True)
+            _remove_stale(self.path)
+            previous = os.umask(0o177)
+            try:
+                self._server = await asyncio.start_unix_server(
+                    lambda r, w: producers.serve(r, w, _origin(w)), self.path, limit=STREAM_LIMIT, backlog=128)
+            finally:
+                os.umask(previous)
+            self._inode = os.stat(self.path).st_ino
+        except OSError as exc:
+            self.close()
+            raise SourceError(f"cannot listen on socket.path {self.path}: {exc.strerror}") from None
+        try:
+            self.set_access(self.mode, self.group)
+        except SourceError:
+            self.close()
+            raise
+
+    def set_access(self, mode: int, group: Optional[str]) -> None:
+        """Apply ``socket.mode`` and ``socket.group`` (at start, and on reload without rebinding)."""
+        gid = _group_id(group)
+        try:
+            os.chown(self.path, -1, gid)
+            os.chmod(self.path, mode)
+        except OSError as exc:
+            raise SourceError(f"cannot set socket.mode/group on {self.path}: {exc.strerror}") from None
+        self.mode, self.group = mode, group
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()  # stops listening; open connections stay with Producers
+            self._server = None
+        try:
+            if self._inode is not None and os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
+        except OSError:
+            pass
+        self._inode = None
