@@ -200,7 +200,7 @@ class DoowCli(object):
 
     def describe_failure(self, result, what=None):
         meaning = EXIT_MEANINGS.get(result.rc, 'unexpected exit status')
-        subject = what or ' '.join([CLI_NAME] + [a for a in result.cmd[1:2]])
+        subject = what or ' '.join([CLI_NAME] + list(result.cmd[1:2]))
         msg = '%s failed with exit status %s (%s)' % (subject, result.rc, meaning)
         details = []
         if result.parsed:

@@ -22,7 +22,7 @@ description:
   - Returns RV(reload_needed) when the content changed on a host that
     already had a configuration, so a handler can reload the running agent.
 author:
-  - doow-track contributors
+  - doow-track contributors (@doow)
 options:
   flush_at:
     description: Events that trigger a flush (C(flushAt)).

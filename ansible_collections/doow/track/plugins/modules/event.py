@@ -23,7 +23,7 @@ description:
   - Works ad hoc as written, for example
     C(ansible all -m doow.track.event -a "metric=deploys quantity=1 license_id=lic_x").
 author:
-  - doow-track contributors
+  - doow-track contributors (@doow)
 options:
   metric:
     description: Metric name.
@@ -156,10 +156,11 @@ result:
 
 import json
 import os
+import pwd
 import uuid
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_bytes, to_native
+from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.doow.track.plugins.module_utils.doow_cli import (
     EXIT_DATAERR, EXIT_UNAVAILABLE, DoowCli, agent_settings, api_argument_spec,
     cli_argument_spec, config_file_argument_spec,
@@ -186,7 +187,8 @@ def ledger_path(p, settings):
     spool = settings['spool_dir']
     if settings['exists'] and spool and os.path.isdir(spool) and os.access(spool, os.W_OK):
         return os.path.join(spool, LEDGER_NAME)
-    return os.path.join(os.path.expanduser('~'), '.doow-track', LEDGER_NAME)
+    home = os.environ.get('HOME') or pwd.getpwuid(os.getuid()).pw_dir
+    return os.path.join(home, '.doow-track', LEDGER_NAME)
 
 
 def ledger_has(path, event_id):

@@ -20,7 +20,7 @@ description:
   - Read-only; runs the same in check mode. Use it as the health gate of a
     rolling deployment.
 author:
-  - doow-track contributors
+  - doow-track contributors (@doow)
 options:
   url:
     description:
@@ -128,7 +128,7 @@ def status_url(module):
     url = module.params['url']
     if not url:
         listen = agent_settings(module.params['config_file'])['health_listen']
-        host, _, port = listen.rpartition(':')
+        host, port = listen.rpartition(':')[::2]
         if host in ('', '0.0.0.0', '*'):
             host = '127.0.0.1'
         elif host == '::':

@@ -23,7 +23,7 @@ description:
   - Needs the C(venv) module of the target's Python (C(python3-venv) on
     Debian/Ubuntu). The module itself uses the standard library only.
 author:
-  - doow-track contributors
+  - doow-track contributors (@doow)
 options:
   name:
     description:

@@ -21,7 +21,7 @@ description:
   - In check mode on a host where the runtime is not installed yet the module
     reports what it would do instead of failing.
 author:
-  - doow-track contributors
+  - doow-track contributors (@doow)
 options:
   state:
     description:

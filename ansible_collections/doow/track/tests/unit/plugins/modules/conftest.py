@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.doow.track.tests.unit.plugins.modules.utils import module_env, runner  # noqa: F401 pylint: disable=unused-import
 
+
 @pytest.fixture(autouse=True)
 def no_cli_on_path(monkeypatch):
     """The CLI must come from the test's prefix, never from the developer's PATH."""

@@ -81,8 +81,8 @@ def test_through_agent(tmp_path, module_env, cli, runner):
 
 
 def test_generated_ids_differ(module_env, cli):
-    r1, _ = run_module(event.main, base(cli))
-    r2, _ = run_module(event.main, base(cli))
+    r1 = run_module(event.main, base(cli))[0]
+    r2 = run_module(event.main, base(cli))[0]
     assert r1['event_id'] != r2['event_id'] and r1['changed'] and r2['changed']
 
 

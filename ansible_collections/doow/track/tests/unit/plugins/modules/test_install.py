@@ -40,8 +40,8 @@ class FakeHost(object):
             if '--dry-run' in args:
                 report = args[args.index('--report') + 1]
                 with open(report, 'w') as f:
-                    json.dump({'install': [{'metadata': {'name': 'doow-track-agent',
-                                                          'version': self.available[-1]}}]}, f)
+                    meta = {'name': 'doow-track-agent', 'version': self.available[-1]}
+                    json.dump({'install': [{'metadata': meta}]}, f)
                 return 0, '', ''
             if spec.endswith('.whl'):
                 version = install.wheel_version(spec)

@@ -93,6 +93,7 @@ class FakeRunner(object):
 @pytest.fixture
 def runner(monkeypatch):
     fake = FakeRunner()
+
     def run_command(self, args, **kwargs):
         return fake(self, args, **kwargs)
 
