@@ -361,6 +361,7 @@ class Fleet:
             ANSIBLE_SSH_CONTROL_PATH_DIR=str(self.root / "cp"),
             # The hosts install from the wheelhouse only: no index, no pip config of this machine.
             PIP_CONFIG_FILE="/dev/null",
+            PIP_INDEX_URL="http://127.0.0.1:9/simple",
             PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
         )
         for name in list(env):
