@@ -102,21 +102,6 @@ def _await_report(read_fd: int, child: int) -> int:
 # -- settings as the daemon sees them -----------------------------------------------
 
 
-def _absolute(settings: Settings, base: str) -> Settings:
-    """The daemon runs in ``/``: resolve the config's relative paths against the starting directory."""
-
-    def resolve(path: Optional[str]) -> Optional[str]:
-        return os.path.normpath(os.path.join(base, path)) if path else path
-
-    source = settings.input
-    if source and source.get("path"):
-        source = {**source, "path": resolve(source["path"])}
-    return dataclasses.replace(
-        settings, socket_path=resolve(settings.socket_path), spool_dir=resolve(settings.spool_dir),
-        log_file=resolve(settings.log_file), pidfile=resolve(settings.pidfile), input=source,
-        source=resolve(settings.source))
-
-
 def _preflight(settings: Settings) -> None:
     """What makes a config unusable for the agent beyond the schema."""
     if not settings.api_key:
@@ -138,7 +123,7 @@ def _checked(loader: Loader) -> Settings:
 class Agent:
     """Owns the pieces while the loop runs; everything here runs in the event-loop thread."""
 
-    def __init__(self, settings: Settings, loader: Loader, foreground: bool) -> None:
+    def __init__(self, settings: Settings, loader: Loader, foreground: bool, pidfile: Optional[PidFile]) -> None:
         self.settings = settings
         self.stats = Stats()
         self.spool = Spool(settings.spool_dir, settings.spool_max_bytes, settings.spool_fsync, self.stats)
@@ -148,6 +133,7 @@ class Agent:
         self.reload_state: dict = {"attempts": 0, "ok": None, "error": None, "at": None}
         self._loader = loader
         self._foreground = foreground
+        self._pidfile = pidfile
         self._producers: Optional[Producers] = None
         self._unix: Optional[UnixSource] = None
         self._tcp: Optional[TcpSource] = None
@@ -202,6 +188,8 @@ class Agent:
         self._pump = Pump(settings, self.spool, self.spool, self.stats, max_attempts=None, halt_on_failure=False)
         for warning in settings.warnings:
             log.warning("%s", warning)
+        if self._pidfile is not None and self._pidfile.stale_pid:
+            log.warning("took over stale pidfile %s left by pid %d", self._pidfile.path, self._pidfile.stale_pid)
         self._warn_unused_input(settings)
         log.info("agent %s ready (pid %d): socket %s, spool %s, health %s, logs to %s, %s",
                  __version__, os.getpid(), settings.socket_path, settings.spool_dir, settings.health_listen,
@@ -375,7 +363,7 @@ class Agent:
 # -- the daemon context -------------------------------------------------------------
 
 
-def _daemon_context(foreground: bool, pidfile: Optional[str], keep: List[int],
+def _daemon_context(foreground: bool, pidfile: Optional[PidFile], keep: List[int],
                     on_signal: Callable[[int, object], None]) -> daemon.DaemonContext:
     """Every option explicit: python-daemon's defaults are wrong for a process that holds a spool."""
     return daemon.DaemonContext(
@@ -386,7 +374,7 @@ def _daemon_context(foreground: bool, pidfile: Optional[str], keep: List[int],
         prevent_core=True,                # a core dump would hold the key and billing events
         detach_process=not foreground,    # never guessed: a guess breaks systemd's main-PID tracking
         files_preserve=keep,              # only the start-up pipe; everything else is opened after open()
-        pidfile=PidFile(pidfile) if pidfile else None,
+        pidfile=pidfile,                  # our flock-held PidFile: python-daemon's needs lockfile, fails on kill -9
         stdin=None,                       # /dev/null
         stdout=sys.stdout if foreground else None,  # foreground: journald/containers see our output
         stderr=sys.stderr if foreground else None,  # detached: /dev/null; logs go to a file or syslog
@@ -402,7 +390,8 @@ def _serve(settings: Settings, loader: Loader, pidfile: Optional[str], foregroun
     """Become the daemon and run the agent to completion; returns the exit status."""
     early: List[int] = []
     keep = [handshake.fd] if handshake else []
-    context = _daemon_context(foreground, pidfile, keep, lambda signum, _frame: early.append(signum))
+    lock = PidFile(pidfile) if pidfile else None
+    context = _daemon_context(foreground, lock, keep, lambda signum, _frame: early.append(signum))
     try:
         context.open()
     except PidfileLocked as error:
@@ -410,7 +399,7 @@ def _serve(settings: Settings, loader: Loader, pidfile: Optional[str], foregroun
     except (OSError, daemon.daemon.DaemonError) as error:
         return _refuse(handshake, EX_TEMPFAIL, f"cannot become a daemon: {error}")
     try:
-        agent = Agent(settings, loader, foreground)
+        agent = Agent(settings, loader, foreground, lock)
         return asyncio.run(agent.run(handshake, early))
     finally:
         context.close()
@@ -455,9 +444,9 @@ def run_agent(settings: Settings, *, pidfile: Optional[str] = None, foreground: 
 
     def loader() -> Settings:
         fresh = reload_settings() if reload_settings else config.load(path, os.environ)
-        return _absolute(fresh, base)
+        return config.resolve_paths(fresh, base)
 
-    settings = _absolute(settings, base)
+    settings = config.resolve_paths(settings, base)
     pidfile = os.path.normpath(os.path.join(base, pidfile)) if pidfile else settings.pidfile
     try:
         _preflight(settings)

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from doow_track_agent.redact import mask_key
@@ -305,6 +305,25 @@ def _settings(data: dict, source: Optional[str], env: Mapping[str, str], warning
         source=source,
         warnings=tuple(warnings),
     )
+
+
+def resolve_paths(settings: Settings, base: str) -> Settings:
+    """Settings with relative paths made absolute against ``base``.
+
+    The agent runs in ``/`` once detached (and under systemd), so the paths
+    of a config such as the seed's ``./doow-track.json`` are taken from the
+    directory the command was started in, by the agent and the commands alike.
+    """
+
+    def resolve(path: Optional[str]) -> Optional[str]:
+        return os.path.normpath(os.path.join(base, path)) if path else path
+
+    source = settings.input
+    if source and source.get("path"):
+        source = {**source, "path": resolve(source["path"])}
+    return replace(settings, socket_path=resolve(settings.socket_path), spool_dir=resolve(settings.spool_dir),
+                   log_file=resolve(settings.log_file), pidfile=resolve(settings.pidfile), input=source,
+                   source=resolve(settings.source))
 
 
 def default_config_path(env: Mapping[str, str]) -> str:

@@ -53,6 +53,7 @@ class PidFile:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.stale_pid: Optional[int] = None  # set when a dead agent's pidfile was taken over
         self._fd: Optional[int] = None
 
     def __enter__(self) -> "PidFile":
@@ -81,8 +82,8 @@ class PidFile:
                 break
             os.close(fd)
         stale = _read_pid(fd)
-        if stale and stale != os.getpid():
-            log.warning("took over stale pidfile %s left by pid %d", self.path, stale)
+        if stale != os.getpid():
+            self.stale_pid = stale  # reported by the agent once its log is open
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._fd = fd

@@ -1,0 +1,108 @@
+"""``doow-track deadletter list|export|retry``: the events the API refused for good, and a way back.
+
+Dead letters keep their ``event_id`` and timestamp: exported or retried,
+they are the same events, so fixing the cause (a license, a metric name)
+and retrying cannot double-count anything the API did accept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import time
+from typing import List, Optional
+
+from doow_track_agent import control, spool, wire
+from doow_track_agent.commands.send import through_agent
+
+EX_OK, EX_NOINPUT = 0, 66
+
+EPILOG = """\
+examples:
+  doow-track deadletter list --config /etc/doow-track/doow-track.json
+  doow-track deadletter list --json --limit 10
+  doow-track deadletter export > rejected.ndjson          # re-sendable input lines
+  doow-track deadletter retry                             # all, through the running agent
+  doow-track deadletter retry --event-id 2b7e... --json
+
+retry hands the events back to the running agent (same event_id and timestamp)
+and removes them from the table once the agent has spooled them.
+exit status: 0 ok, 65 some retried events invalid, 66 no spool, 69 no agent (retry), 78 bad config.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "deadletter", help="inspect and resend events the API rejected", epilog=EPILOG,
+        description="Events the API rejected permanently (4xx, or listed in a 207 answer) are kept in "
+                    "the spool's dead-letter table with the reason. List, export or retry them.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=("list", "export", "retry"))
+    control.add_locating_options(parser, socket=True)
+    parser.add_argument("--event-id", action="append", default=[], metavar="ID",
+                        help="only this event (repeatable; default: all)")
+    parser.add_argument("--limit", type=int, metavar="N", help="list/export at most N events")
+    parser.add_argument("--output", metavar="FILE", help="export: write to FILE instead of stdout")
+    parser.set_defaults(func=run)
+
+
+def _entry(letter: spool.DeadLetter) -> dict:
+    event = json.loads(letter.body)
+    measurement = event["measurements"][0]
+    return {"event_id": letter.event_id, "reason": letter.reason,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(letter.at)),
+            "metric": measurement["metric_name"], "quantity": measurement["quantity"],
+            "license_id": event["license_id"], "occurred_at": event["occurred_at"]}
+
+
+def _list(args: argparse.Namespace, letters: List[spool.DeadLetter], total: int) -> int:
+    entries = [_entry(letter) for letter in letters]
+    human = [f"{total} dead letter(s)"] + [
+        f"{e['at']} {e['event_id']} {e['metric']}={e['quantity']} {e['license_id']}: {e['reason']}" for e in entries]
+    control.emit(args, {"dead_letters": total, "events": entries}, "\n".join(human))
+    return EX_OK
+
+
+def _export(args: argparse.Namespace, letters: List[spool.DeadLetter]) -> int:
+    lines = b"".join(wire.to_input_line(letter.body) + b"\n" for letter in letters)
+    if args.output:
+        with open(args.output, "wb") as handle:
+            handle.write(lines)
+        sys.stderr.write(f"doow-track: {len(letters)} dead letter(s) written to {args.output}\n")
+    else:
+        sys.stdout.buffer.write(lines)
+    return EX_OK
+
+
+def _retry(args: argparse.Namespace, letters: List[spool.DeadLetter], conn, socket_path: Optional[str]) -> int:
+    if not socket_path:
+        sys.stderr.write("doow-track deadletter retry: no socket: pass --socket\n")
+        return control.EX_USAGE
+    stream = io.BytesIO(b"".join(wire.to_input_line(letter.body) + b"\n" for letter in letters))
+    result = through_agent(stream, socket_path, timeout=60.0)
+    accepted = set(result["event_ids"] or [])
+    spool.forget_dead_letters(conn, [letter.id for letter in letters if letter.event_id in accepted])
+    summary = {"retried": len(letters), "accepted": result["accepted"], "invalid": result["invalid"],
+               "errors": result["errors"], "exit_code": result["exit_code"]}
+    control.emit(args, summary, f"{result['accepted']} of {len(letters)} dead letter(s) handed back to the agent")
+    return int(result["exit_code"])
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = control.settings_for(args)
+    conn = spool.open_existing(settings.spool_dir)
+    if conn is None:
+        sys.stderr.write(f"doow-track deadletter: no spool in {settings.spool_dir} (spool.dir)\n")
+        return EX_NOINPUT
+    try:
+        letters = spool.dead_letters(conn, args.limit, args.event_id)
+        if args.action == "list":
+            total = conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
+            return _list(args, letters, total)
+        if args.action == "export":
+            return _export(args, letters)
+        return _retry(args, letters, conn, args.socket or settings.socket_path)
+    finally:
+        conn.close()

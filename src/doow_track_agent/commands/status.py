@@ -1,0 +1,70 @@
+"""``doow-track status``: is the agent running, ready, delivering; what is in its spool."""
+
+from __future__ import annotations
+
+import argparse
+from typing import List
+
+from doow_track_agent import control, spool
+
+EPILOG = """\
+examples:
+  doow-track status
+  doow-track status --config /etc/doow-track/doow-track.json --json
+  doow-track status --json | jq .spool.events
+
+exit status: 0 the agent runs (ready or not: see "ready"), 3 no agent runs,
+78 the config cannot be read. With no agent, the spool on disk is still shown.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "status", help="show the running agent's state", epilog=EPILOG,
+        description="Ask the agent found from its config (health.listen, else the pidfile) for its "
+                    "state: pid, readiness, config generation, spool depth, counters, last error.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    control.add_locating_options(parser)
+    parser.set_defaults(func=run)
+
+
+def _describe(document: dict) -> str:
+    if not document["running"]:
+        text = ["no doow-track agent is running"]
+        if document.get("spool"):
+            text.append(_spool_line(document["spool"]))
+        return "\n".join(text)
+    lines: List[str] = [f"doow-track agent running (pid {document['pid']}, version {document.get('version', '?')}, "
+                        f"up {document.get('uptime_seconds', 0):.0f}s, config generation {document.get('generation')})"]
+    reasons = document.get("not_ready") or [document.get("error")]
+    lines.append("ready: yes" if document.get("ready") else f"ready: NO ({'; '.join(r for r in reasons if r)})")
+    if "counters" not in document:
+        return "\n".join(lines)
+    lines.append(f"key {document['key']} -> {document['endpoint']}")
+    lines.append(_spool_line(document["spool"]))
+    lines.append("counters: " + ", ".join(f"{name.replace('_', '-')} {value}"
+                                          for name, value in document["counters"].items()))
+    lines.append(f"last success: {document['last_success'] or 'never'}; last error: {document['last_error'] or 'none'}")
+    return "\n".join(lines)
+
+
+def _spool_line(figures: dict) -> str:
+    age = figures.get("oldest_age_seconds")
+    oldest = f", oldest {age:.0f}s old" if age is not None else ""
+    full = " FULL" if figures.get("full") else ""
+    return (f"spool: {figures['events']} events ({figures['bytes']} of {figures['max_bytes']} bytes{full}{oldest}), "
+            f"{figures['dead_letters']} dead letters")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = control.settings_for(args)
+    pid, document = control.find_agent(args, settings)
+    if document is None and pid is not None:
+        document = {"running": True, "ready": False, "pid": pid, "generation": None,
+                    "error": f"the health listener ({settings.health_listen or 'disabled'}) does not answer"}
+    if document is None:
+        document = {"running": False, "ready": False, "pid": None,
+                    "spool": spool.offline_figures(settings.spool_dir, settings.spool_max_bytes),
+                    "config": control.config_path(args)}
+    control.emit(args, document, _describe(document))
+    return 0 if document["running"] else control.EX_NOT_RUNNING

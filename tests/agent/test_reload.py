@@ -1,0 +1,72 @@
+"""SIGHUP: a new key and attribution under load lose nothing; a broken config changes nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from doow_track_agent.receiver.server import Receiver
+from tests.agent.conftest import EVENT, AgentUnderTest, Load, assert_stored_exactly_once, free_port, wait_for
+
+NEW_KEY = "dk_rotated_key_also_secret_77a1"
+
+
+@pytest.fixture
+def rotated_receiver(tmp_path):
+    """A receiver that only knows the new key: the agent starts with a key it rejects (401)."""
+    server = Receiver(str(tmp_path / "rotated.sqlite3"), port=0, keys=[NEW_KEY]).start()
+    yield server
+    server.stop()
+
+
+def test_key_and_attribution_rotated_under_load(rotated_receiver):
+    agent = AgentUnderTest(rotated_receiver)
+    try:
+        assert agent.start().code == 0
+        with Load(agent, producers=4, batch=25) as load:
+            wait_for(lambda: agent.status()["key_rejected"], 30, "the old key to be rejected")
+            assert agent.get("/readyz")[0] == 503
+            agent.write_config(apiKey=NEW_KEY, attribution={"env": "rotated", "team": "billing"})
+            reloaded = agent.cli("reload", "--config", agent.config, "--json")
+            assert reloaded.code == 0 and reloaded.json["generation"] == 2, reloaded.out + reloaded.err
+            mark = load.count()
+            wait_for(lambda: load.count() >= mark + 2000, 60, "2000 more events after the reload")
+        assert not load.errors and not load.refused
+        assert_stored_exactly_once(rotated_receiver, load.acked)
+        for event_id in load.acked[-100:]:
+            assert rotated_receiver.store.raw_event(event_id)["attribution"] == {"env": "rotated", "team": "billing"}
+        assert rotated_receiver.store.raw_event(load.acked[0])["attribution"] == {"env": "test"}
+        assert agent.status()["key"] == "dk_…77a1" and agent.get("/readyz")[0] == 200
+        assert NEW_KEY not in agent.log()
+    finally:
+        agent.cleanup()
+
+
+@pytest.mark.parametrize("broken", ["{not json", '{"flushAt": 0}', '{"socket": {"mode": "rw"}}'])
+def test_broken_config_keeps_the_agent_running(agent, receiver, broken):
+    """Both ways in: `doow-track reload` (validates first) and a raw SIGHUP (the agent validates)."""
+    pid = agent.pid
+    with open(agent.config, "w") as handle:
+        handle.write(broken)
+    result = agent.cli("reload", "--config", agent.config, "--pidfile", agent.pidfile, "--json")
+    assert result.code == 78 and result.json["ok"] is False and result.json["pid"] == pid
+    assert "keeps its current config" in result.json["error"]
+
+    os.kill(pid, signal.SIGHUP)  # the raw signal, as `kill -HUP $(cat pidfile)` sends it
+    wait_for(lambda: agent.status()["reload"]["attempts"] == 1, 10, "the reload attempt")
+    status = agent.status()
+    assert status["pid"] == pid and status["generation"] == 1
+    assert status["reload"]["ok"] is False and status["reload"]["error"]
+    assert "reload refused" in agent.log()
+    replies = agent.send([EVENT])
+    assert_stored_exactly_once(receiver, [replies[0]["event_id"]])
+
+
+def test_config_only_the_agent_refuses_comes_back_through_reload(agent, receiver):
+    """Schema-valid, but unusable by the agent (TCP beyond loopback without a token)."""
+    agent.write_config(tcp={"listen": f"0.0.0.0:{free_port()}", "token": None})
+    result = agent.cli("reload", "--config", agent.config, "--json")
+    assert result.code == 78 and result.json["ok"] is False and "tcp.token" in result.json["error"]
+    assert agent.status()["generation"] == 1
