@@ -1,0 +1,42 @@
+"""Events the API refuses for good: dead-lettered with the reason, listed, exported, retried."""
+
+from __future__ import annotations
+
+import json
+
+from doow_track_agent.receiver.faults import Faults
+from tests.agent.conftest import EVENT, assert_stored_exactly_once, heal_receiver, wait_for
+from tests.support.cli import KEY
+
+
+def test_rejected_events_are_dead_lettered_and_can_be_retried(agent, receiver):
+    receiver.set_faults(Faults(reject_every=3))
+    replies = agent.send([EVENT] * 9)
+    acked = [reply["event_id"] for reply in replies]
+    wait_for(lambda: agent.status()["spool"]["dead_letters"] == 3, 30, "3 dead letters")
+    assert agent.status()["counters"]["dead_lettered"] == 3
+
+    listed = agent.cli("deadletter", "list", "--config", agent.config, "--json")
+    assert listed.code == 0 and listed.json["dead_letters"] == 3
+    rejected = {entry["event_id"] for entry in listed.json["events"]}
+    assert rejected <= set(acked) and all(entry["reason"] for entry in listed.json["events"])
+
+    exported = agent.cli("deadletter", "export", "--config", agent.config)
+    lines = [json.loads(line) for line in exported.out.splitlines()]
+    assert {line["event_id"] for line in lines} == rejected and all(line["metric"] == "tokens" for line in lines)
+
+    heal_receiver(receiver)
+    retried = agent.cli("deadletter", "retry", "--config", agent.config, "--json")
+    assert retried.code == 0 and retried.json["accepted"] == 3, retried.out + retried.err
+    assert agent.cli("deadletter", "list", "--config", agent.config, "--json").json["dead_letters"] == 0
+    assert_stored_exactly_once(receiver, acked)
+
+
+def test_send_direct_needs_no_agent(receiver):
+    from tests.support.cli import run
+
+    result = run(["send", "--direct", "--api-key", KEY, "--endpoint", receiver.url, "--flush-interval", "100",
+                  "--json", json.dumps(EVENT)])
+    assert result.code == 0, result.err
+    assert result.json["delivered"] == 1
+    assert_stored_exactly_once(receiver, result.json["event_ids"])
