@@ -1,0 +1,220 @@
+"""``doow-track receiver``: run the local receiver, or show what it stored."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import fields
+from typing import Any, Dict, List, Optional, TextIO, Tuple
+
+from doow_track_agent.receiver.faults import Faults
+from doow_track_agent.receiver.server import MAX_BODY_BYTES, Receiver, logger
+from doow_track_agent.receiver.store import Store
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_DB = "./doow-receiver.sqlite"
+EX_USAGE, EX_NOINPUT, EX_UNAVAILABLE = 64, 66, 69
+
+EPILOG = """\
+actions:
+  serve (default)  listen for POST /telemetry/events and GET /sdk/licenses/{id}
+  summary          print what the database holds, per license and metric
+
+examples:
+  doow-track receiver                                  # http://127.0.0.1:8080, ./doow-receiver.sqlite
+  doow-track receiver --listen 127.0.0.1:0 --ready-file url.txt --db /tmp/r.sqlite
+  doow-track --api-key dk_test --endpoint http://127.0.0.1:8080 < events.ndjson
+  doow-track receiver summary --db ./doow-receiver.sqlite
+  doow-track receiver summary --json | jq .events
+
+fault injection (for testing clients):
+  doow-track receiver --fail-first 3 --fail-status 503 --retry-after 1
+  doow-track receiver --reject-every 10 --latency-ms 200
+  doow-track receiver --slow-accept-ms 15000     # stores, then answers after the client timed out
+  curl -X POST -d '{"fail_first": 2, "fail_status": 429}' http://127.0.0.1:8080/_receiver/faults
+  curl http://127.0.0.1:8080/_receiver/stats
+
+Only loopback addresses are allowed unless --allow-remote is given: the
+receiver accepts any dk_ key and its /_receiver/* endpoints need none.
+exit status: 0 ok, 64 usage, 66 no such database, 69 cannot listen.
+"""
+
+_FAULT_HELP = {
+    "latency_ms": "delay every protocol request by N ms",
+    "fail_first": "answer the first N ingest requests with --fail-status",
+    "fail_status": "status for --fail-first (default %(default)s)",
+    "retry_after": "Retry-After seconds sent with a 429 or 503 (default %(default)s)",
+    "reject_every": "reject every Nth event in a 207",
+    "slow_accept_ms": "store a batch, then answer only after N ms",
+    "reset_first": "close the connection without a response for the first N ingest requests",
+    "max_events": "answer 413 to batches of more than N events (default %(default)s)",
+}
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``receiver`` command to the main CLI's subparsers."""
+    parser = subparsers.add_parser(
+        "receiver",
+        help="run a local Doow-compatible receiver",
+        description="A local receiver that speaks Doow's ingest protocol and stores events in SQLite, "
+        "de-duplicated by event_id: confirm what the agent delivers, in demos, tests and CI.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("action", nargs="?", choices=("serve", "summary"), default="serve",
+                        help="serve (default) or summary")
+    parser.add_argument("--db", default=DEFAULT_DB, metavar="FILE",
+                        help="SQLite database (default %(default)s)")
+    parser.add_argument("--json", action="store_true", help="summary: print one JSON object")
+    serve = parser.add_argument_group("serve")
+    serve.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                       help="address to listen on, port 0 for any free one (default %(default)s)")
+    serve.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --listen address")
+    serve.add_argument("--licenses", type=_csv, metavar="ID,...",
+                       help="the license ids that exist (default: every id exists)")
+    serve.add_argument("--keys", type=_csv, metavar="KEY,...",
+                       help="the API keys accepted (default: any dk_ key)")
+    serve.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES, metavar="N",
+                       help="answer 413 to larger bodies, compressed or not (default %(default)s)")
+    serve.add_argument("--ready-file", metavar="PATH", help="write the URL to PATH once listening")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log one line per request to stderr")
+    faults = parser.add_argument_group("fault injection")
+    for spec in fields(Faults):
+        faults.add_argument("--" + spec.name.replace("_", "-"), dest=spec.name,
+                            metavar="N" if spec.type == "int" else "SECONDS",
+                            type=int if spec.type == "int" else float,
+                            default=spec.default, help=_FAULT_HELP[spec.name])
+    parser.set_defaults(func=run)
+
+
+def _csv(value: str) -> List[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM, or print the summary."""
+    if args.action == "summary":
+        return _summary(args.db, args.json)
+    return _serve(args)
+
+
+def _summary(db: str, as_json: bool) -> int:
+    if not os.path.exists(db):
+        print(f"doow-track receiver: no database at {db}", file=sys.stderr)
+        return EX_NOINPUT
+    summary = Store(db).summary()
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_summary(summary)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        host, port = parse_listen(args.listen, args.allow_remote)
+        faults = Faults(**{spec.name: getattr(args, spec.name) for spec in fields(Faults)})
+    except ValueError as exc:
+        print(f"doow-track receiver: {exc}", file=sys.stderr)
+        return EX_USAGE
+    _configure_logging(args.verbose)
+    try:
+        receiver = Receiver(args.db, host=host, port=port, faults=faults, licenses=args.licenses,
+                            keys=args.keys, max_body_bytes=args.max_body_bytes)
+    except OSError as exc:
+        print(f"doow-track receiver: cannot listen on {args.listen}: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    print(f"listening on {receiver.url}", file=sys.stderr, flush=True)
+    if args.ready_file:
+        _write_atomically(args.ready_file, receiver.url)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        receiver.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.stop()
+    return 0
+
+
+def parse_listen(listen: str, allow_remote: bool = False) -> Tuple[str, int]:
+    """HOST:PORT (or [V6]:PORT) to a bindable pair, refusing non-loopback hosts unless allowed."""
+    host, sep, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--listen must be HOST:PORT, not {listen!r}")
+    if not allow_remote and not _is_loopback(host):
+        raise ValueError(f"{host} is not a loopback address; add --allow-remote to listen there")
+    return host, int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM stops the receiver the way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Request lines at --verbose; errors always."""
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """A reader polling for the file never sees it half written."""
+    temporary = f"{path}.tmp{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+    os.replace(temporary, path)
+
+
+def print_summary(summary: Dict[str, Any], out: Optional[TextIO] = None) -> None:
+    """Store.summary() as a table per license and metric, then the totals."""
+    out = out or sys.stdout
+    rows = [
+        (row["license_id"], row["metric"], str(row["events"]), _number(row["quantity"]),
+         str(row["duplicates"]), row["last_seen"])
+        for row in summary["by_license_metric"]
+    ]
+    if rows:
+        _print_table(("LICENSE", "METRIC", "EVENTS", "QUANTITY", "DUPLICATES", "LAST SEEN"), rows, out)
+    else:
+        print("no events stored", file=out)
+    statuses = ", ".join(f"{status}: {n}" for status, n in summary["requests_by_status"].items())
+    print(
+        f"total: {summary['events']} events, quantity {_number(summary['quantity'])}, "
+        f"{summary['duplicates']} duplicates, {summary['rejected']} rejected; "
+        f"{summary['requests_total']} requests" + (f" ({statuses})" if statuses else ""),
+        file=out,
+    )
+
+
+def _print_table(header: Tuple[str, ...], rows: List[Tuple[str, ...]], out: TextIO) -> None:
+    """Names left-aligned, counts right-aligned, columns as wide as their content."""
+    widths = [max(len(line[i]) for line in (header, *rows)) for i in range(len(header))]
+    numeric = {2, 3, 4}
+    for line in (header, *rows):
+        cells = [cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))]
+        print("  ".join(cells).rstrip(), file=out)
+
+
+def _number(value: float) -> str:
+    """Quantities as people write them: 1200, not 1200.0; 0.25 stays 0.25."""
+    return str(int(value)) if float(value).is_integer() else format(value, ".10g")
