@@ -1,0 +1,1 @@
+"""Shared test helpers: running the real CLI, the real receiver."""
