@@ -142,7 +142,9 @@ unit_path:
   sample: /etc/systemd/system/doow-track.service
 '''
 
+import errno
 import os
+import signal
 import tempfile
 import time
 
@@ -173,14 +175,45 @@ class Agent(object):
         self.installed = self.cli.find(required=required) is not None
 
     def status(self):
-        """The agent's status dict ({} when the CLI is not installed)."""
+        """The agent's status dict ({'running': False} when the CLI is not
+        installed or the agent has no configuration)."""
         if not self.installed:
             return {'running': False}
+        if not os.path.exists(self.config_file):
+            pid = self.pidfile_pid()
+            return {'running': pid is not None, 'pid': pid, 'unconfigured': True}
         res = self.cli.run(['status', '--config', self.config_file],
                            ok_rcs=(0, EXIT_NOT_RUNNING), what='doow-track status')
         data = dict(res.data)
         data['running'] = res.rc == 0 and data.get('running', True) is not False
         return data
+
+    def pidfile_pid(self):
+        """The live pid in the pidfile, or None."""
+        try:
+            with open(self.pidfile) as f:
+                pid = int(f.read().strip() or 0)
+        except (IOError, OSError, ValueError):
+            return None
+        if pid <= 0:
+            return None
+        try:
+            os.kill(pid, 0)
+        except OSError as e:
+            return pid if e.errno == errno.EPERM else None
+        return pid
+
+    def kill(self, pid):
+        """Stop an agent whose configuration is gone: SIGTERM, wait, report."""
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            return
+        deadline = time.time() + self.timeout
+        while time.time() < deadline and self.pidfile_pid() == pid:
+            time.sleep(0.2)
+        if self.pidfile_pid() == pid:
+            self.module.fail_json(msg='agent pid %s did not stop within %ss' % (pid, self.timeout))
 
     def wait_status(self, predicate, seconds):
         deadline = time.time() + seconds
@@ -192,11 +225,19 @@ class Agent(object):
 
     # direct manager -------------------------------------------------------
     def start(self):
+        if not os.path.exists(self.config_file):
+            self.module.fail_json(msg='cannot start the agent: its configuration %s does not exist '
+                                      '(write it with doow.track.config)' % self.config_file)
         self.cli.run(['--config', self.config_file, '--pidfile', self.pidfile], json_output=False,
                      what='starting the agent (doow-track --config %s --pidfile %s)' % (self.config_file, self.pidfile))
         return self.wait_status(lambda s: s.get('running'), self.timeout)
 
     def stop(self):
+        if not os.path.exists(self.config_file):
+            pid = self.pidfile_pid()
+            if pid:
+                self.kill(pid)
+            return {'running': False}
         self.cli.run(['stop', '--config', self.config_file, '--pidfile', self.pidfile,
                       '--timeout', str(self.timeout)], what='doow-track stop')
         return self.status()

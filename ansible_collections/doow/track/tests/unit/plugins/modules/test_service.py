@@ -101,6 +101,7 @@ def agent(tmp_path, runner, monkeypatch):
     monkeypatch.setattr(service.time, 'sleep', lambda s: None)
     fake = FakeAgent(runner, cli)
     fake.prefix = prefix
+    (tmp_path / 'c.json').write_text(u'{}')
     return fake
 
 
@@ -242,3 +243,30 @@ def test_systemd_stopped(tmp_path, module_env, systemd):
     result, failed = run_module(service.main, dict(a, state='stopped'))
     assert not failed and result['changed'] and not result['running']
     assert os.path.exists(str(tmp_path / 'units' / 'doow-track.service'))
+
+
+def test_stopped_without_config_is_noop(tmp_path, module_env, agent, runner):
+    os.unlink(str(tmp_path / 'c.json'))
+    result, failed = run_module(service.main, args(agent, tmp_path, state='stopped'))
+    assert not failed and not result['changed'] and runner.calls == []
+
+
+def test_stopped_without_config_kills_pidfile_process(tmp_path, module_env, agent, monkeypatch):
+    os.unlink(str(tmp_path / 'c.json'))
+    (tmp_path / 'a.pid').write_text(u'4242\n')
+    alive = {4242: True}
+
+    def fake_kill(pid, sig):
+        if not alive.get(pid):
+            raise OSError(3, 'No such process')
+        if sig:
+            alive[pid] = False
+    monkeypatch.setattr(service.os, 'kill', fake_kill)
+    result, failed = run_module(service.main, args(agent, tmp_path, state='stopped'))
+    assert not failed and result['changed'] and result['previous_pid'] == 4242 and not alive[4242]
+
+
+def test_start_without_config_fails(tmp_path, module_env, agent):
+    os.unlink(str(tmp_path / 'c.json'))
+    result, failed = run_module(service.main, args(agent, tmp_path))
+    assert failed and 'does not exist' in result['msg']
