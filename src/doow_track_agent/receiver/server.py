@@ -40,6 +40,8 @@ MAX_BODY_BYTES = 5 * 1024 * 1024
 INGEST_PATH = "/telemetry/events"
 LICENSE_PREFIX = "/sdk/licenses/"
 REJECTED_BY_FAULT = "rejected by fault injection (reject_every)"
+# How often the accept loop checks for stop(): bounds how long stop() takes.
+POLL_SECONDS = 0.05
 
 logger = logging.getLogger("doow_track_agent.receiver")
 
@@ -344,14 +346,15 @@ class Receiver:
     def start(self) -> "Receiver":
         """Serve in a background thread; returns self for `with Receiver(...).start()`."""
         self._serving = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="doow-receiver", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(POLL_SECONDS,),
+                                        name="doow-receiver", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until stop() or an exception (Ctrl-C)."""
         self._serving = True
-        self._httpd.serve_forever()
+        self._httpd.serve_forever(POLL_SECONDS)
 
     def stop(self) -> None:
         """Stop accepting, drop open connections, wait for handlers, close the store."""
