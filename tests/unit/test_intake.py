@@ -66,3 +66,19 @@ def test_unknown_key_gets_a_hint(intake):
 
 def test_blank_lines_are_not_errors(intake):
     assert intake.accept(b"   \r", 3) is None
+
+
+@pytest.mark.parametrize("line", [
+    b'{"metric":"m","quantity":1,"license_id":"l","quantity":2}',
+    b'{"metric":"m","quantity":1,"license_id":"l","attribution":{"a":"x","a":"y"}}',
+    b'{"metric" :"m","metric":"n","quantity":1,"license_id":"l"}',
+    b'{"metric":"m","quantity":1,"license_id":"l","metadata":{"note":"a\\":b","k":1,"k":2}}',
+    b'{"metric": "m", "quantity": 1, "license_id": "l", "metric": "x"}',
+])
+def test_duplicate_keys_are_found_in_any_spelling(intake, line):
+    result = intake.accept(line, 1)
+    assert isinstance(result, Invalid) and "duplicate key" in result.message
+
+
+def test_colons_inside_strings_are_not_mistaken_for_keys(intake):
+    assert isinstance(intake.accept(b'{"metric":"m","quantity":1,"license_id":"lic\\":x","unit":"a\\":"}', 1), Accepted)
