@@ -111,18 +111,32 @@ class Dist:
         self.version = ""
         self.next_version = ""
 
+    def source(self) -> Path:
+        """The checkout to build from: the working tree, or with
+        DOOW_FLEET_SOURCE=HEAD the last commit (useful while others edit a
+        shared working tree)."""
+        rev = os.environ.get("DOOW_FLEET_SOURCE")
+        if not rev:
+            return REPO
+        out = self.root / "src-head"
+        out.mkdir(parents=True)
+        archive = must(["git", "-C", REPO, "archive", "--format=tar", rev], text=False).stdout
+        must(["tar", "-x", "-C", out], input=archive, text=False)
+        return out
+
     def build(self) -> "Dist":
         pip = [sys.executable, "-m", "pip"]
         self.root.mkdir(parents=True, exist_ok=True)
-        must(pip + ["wheel", "--no-deps", "-q", "-w", self.root / "v1", REPO])
+        source = self.source()
+        must(pip + ["wheel", "--no-deps", "-q", "-w", self.root / "v1", source])
         self.wheel = next((self.root / "v1").glob("doow_track_agent-*.whl"))
         self.version = self.wheel.name.split("-")[1]
         # The same code as a newer version, for the version-change scenario.
         src = self.root / "src-next"
-        shutil.copytree(REPO / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(source / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         for name in ("pyproject.toml", "README.md", "LICENSE"):
-            if (REPO / name).exists():
-                shutil.copy(REPO / name, src / name)
+            if (source / name).exists():
+                shutil.copy(source / name, src / name)
         self.next_version = self.version + ".post1"
         for path in (src / "pyproject.toml", src / "src" / "doow_track_agent" / "__init__.py"):
             text = path.read_text()

@@ -211,6 +211,20 @@ def test_adhoc_event_delivers_exactly_once(fleet):
     assert fleet.receiver.metric(ev) == "deploys" and ev["license_id"] == "lic_x"
 
 
+def test_send_event_playbook(fleet):
+    event_id = f"release-{uuid.uuid4().hex[:10]}"
+    extra = {"metric": "releases", "quantity": 2, "license_id": "lic_rel", "event_id": event_id}
+    res = fleet.playbook("send_event.yml", extra=extra, name="send-event")
+    assert res.returncode == 0, explain(res)
+    assert_recap(res)
+    found = fleet.receiver.wait_for(event_id=event_id)
+    time.sleep(1)
+    assert len(fleet.receiver.find(event_id=event_id)) == 1, found
+    again = fleet.playbook("send_event.yml", extra=extra, name="send-event-again")
+    assert again.returncode == 0, explain(again)
+    assert_recap(again, changed=0)
+
+
 def test_adhoc_event_as_written_direct_key_hidden(fleet):
     """`ansible -m doow.track.event -a "metric=deploys quantity=1 license_id=lic_x"`
     with the key given directly: delivered, and -vvv never shows the key."""
