@@ -254,7 +254,11 @@ class _Handler(BaseHTTPRequestHandler):
         if int(length) > self.server.app.max_body_bytes:
             self.close_connection = True
             raise ProtocolError(413, "body_too_large", f"body exceeds {self.server.app.max_body_bytes} bytes")
-        return self.rfile.read(int(length))
+        body = self.rfile.read(int(length))
+        if len(body) < int(length):
+            self.close_connection = True
+            raise ProtocolError(400, "incomplete_body", "the connection closed before the whole body arrived")
+        return body
 
     def _authorize(self) -> None:
         if not self.server.app.key_ok(self.headers.get("Authorization", "")):

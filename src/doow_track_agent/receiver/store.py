@@ -161,7 +161,7 @@ class Store:
     def record_request(self, request: Request) -> None:
         """Log a request that stored nothing (refused, failed by a fault, reset)."""
         with self._lock, self._transaction() as conn:
-            conn.execute(_INSERT_REQUEST, self._request_row(request, accepted=0, duplicates=0))
+            conn.execute(_INSERT_REQUEST, _request_row(request, utc_now(), accepted=0, duplicates=0))
 
     def record_batch(self, request: Request, events: Sequence[Tuple[int, dict]]) -> int:
         """Store a batch's acceptable (position, event) pairs in one transaction.
@@ -182,7 +182,7 @@ class Store:
                     fresh.add(event_id)
                     new_events.append((position, event))
             with self._transaction() as conn:
-                row = self._request_row(request, accepted=len(events), duplicates=len(repeats))
+                row = _request_row(request, received_at, accepted=len(events), duplicates=len(repeats))
                 request_id = conn.execute(_INSERT_REQUEST, row).lastrowid
                 conn.executemany(
                     _INSERT_EVENT,
@@ -203,13 +203,6 @@ class Store:
             event.get("kind", "USAGE"), event.get("unit"), event["occurred_at"],
             self._json(event.get("attribution")), self._json(event.get("metadata")),
             received_at,
-        )
-
-    @staticmethod
-    def _request_row(request: Request, accepted: int, duplicates: int) -> tuple:
-        return (
-            utc_now(), request.status, request.batch_id, request.events,
-            accepted, request.rejected, duplicates, request.content_encoding, request.body,
         )
 
     def _known_ids(self) -> Set[str]:
@@ -300,6 +293,13 @@ class Store:
             groups = {kind: conn.execute(sql).fetchall() for kind, sql in _GROUPS.items()}
         totals["by_license_metric"] = _merge_groups(groups["events"], groups["duplicates"])
         return totals
+
+
+def _request_row(request: Request, received_at: str, accepted: int, duplicates: int) -> tuple:
+    return (
+        received_at, request.status, request.batch_id, request.events,
+        accepted, request.rejected, duplicates, request.content_encoding, request.body,
+    )
 
 
 def _duplicate_row(event: dict, request: Request, request_id: int, received_at: str) -> tuple:
