@@ -38,11 +38,12 @@ log = logging.getLogger(__name__)
 DB_NAME = "spool.sqlite3"
 ROW_OVERHEAD = 64  # bytes counted per row beyond the body: ids, timestamps, b-tree cells
 _MAX_GROUP = 20000
-_OVERDUE = -1e12  # an "added" time that makes restored or released events due at once
+_OVERDUE = -1e12
+_NOW = "(julianday('now') - 2440587.5) * 86400.0"  # Unix time, computed by SQLite  # an "added" time that makes restored or released events due at once
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY, event_id TEXT NOT NULL, body BLOB NOT NULL, added REAL NOT NULL);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, body BLOB NOT NULL, added REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY, event_id TEXT NOT NULL, body BLOB NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL);
 """
@@ -89,11 +90,10 @@ class _Op(NamedTuple):
 class _Writer(threading.Thread):
     """Owns the write connection; commits queued operations in groups."""
 
-    def __init__(self, path: str, synchronous: str, next_id: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, path: str, synchronous: str, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(name="spool-writer", daemon=True)
         self._path = path
         self._synchronous = synchronous
-        self._next_id = next_id
         self._loop = loop
         self._ops: "queue.SimpleQueue[Optional[_Op]]" = queue.SimpleQueue()
 
@@ -127,7 +127,6 @@ class _Writer(threading.Thread):
         return group, True
 
     def _commit(self, conn: sqlite3.Connection, group: List[_Op]) -> None:
-        first_id = self._next_id
         results: List[Tuple[_Op, int]] = []
         error: Optional[BaseException] = None
         try:
@@ -137,7 +136,6 @@ class _Writer(threading.Thread):
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             error = SpoolError(f"spool write failed: {exc}")
-            self._next_id = first_id
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
@@ -148,14 +146,13 @@ class _Writer(threading.Thread):
     def _apply(self, conn: sqlite3.Connection, op: _Op) -> int:
         """Run one op inside the open transaction; returns the last id appended (appends only)."""
         if op.kind == "append":
-            now = time.time()
-            start = self._next_id
-            self._next_id += len(op.rows)
-            conn.executemany("INSERT INTO events (id, event_id, body, added) VALUES (?, ?, ?, ?)",
-                             [(start + i, event.event_id, event.body, now) for i, event in enumerate(op.rows)])
-            return self._next_id - 1
+            # Accepted rows bind as they are: no per-event Python work in this thread, which would
+            # hold the GIL against the event loop.  AUTOINCREMENT ids only grow, even when every
+            # row was delivered and deleted, so the lease cursor never skips a new row.
+            conn.executemany("INSERT INTO events (event_id, body, added) VALUES (?, ?, " + _NOW + ")", op.rows)
+            return conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         if op.kind == "delete":
-            conn.executemany("DELETE FROM events WHERE id = ?", [(ref,) for ref in op.rows])
+            conn.executemany("DELETE FROM events WHERE id BETWEEN ? AND ?", _ranges(op.rows))
         elif op.kind == "dead":
             now = time.time()
             conn.executemany("INSERT INTO dead_letters (event_id, body, reason, at) VALUES (?, ?, ?, ?)",
@@ -164,6 +161,17 @@ class _Writer(threading.Thread):
         elif op.kind == "sync":
             conn.execute(f"PRAGMA synchronous={op.rows[0]}")
         return 0
+
+
+def _ranges(refs: Sequence[int]) -> List[Tuple[int, int]]:
+    """Runs of consecutive ids as (first, last): a leased batch is mostly one run, so one DELETE."""
+    runs: List[Tuple[int, int]] = []
+    for ref in sorted(refs):
+        if runs and ref == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], ref)
+        else:
+            runs.append((ref, ref))
+    return runs
 
 
 def _settle(results: List[Tuple[_Op, int]], error: Optional[BaseException]) -> None:
@@ -216,7 +224,7 @@ class Spool:
         if stored:
             self._groups.append((last_id, _OVERDUE))
             log.info("spool holds %d undelivered event(s); delivering them first", stored)
-        self._writer = _Writer(path, _synchronous(self._fsync), last_id + 1, asyncio.get_running_loop())
+        self._writer = _Writer(path, _synchronous(self._fsync), asyncio.get_running_loop())
         self._writer.start()
 
     async def close(self) -> None:
@@ -307,7 +315,7 @@ class Spool:
             for ref, event_id, body in rows:
                 if batch and size + len(body) + 1 > max_bytes:
                     break
-                batch.append(Queued(ref, event_id, bytes(body)))
+                batch.append(Queued(ref, event_id, body))
                 size += len(body) + 1
                 self._cursor = ref
                 taken += 1

@@ -21,7 +21,7 @@ import asyncio
 import hmac
 import json
 import logging
-from typing import List, Optional, Set, Tuple, Union
+from typing import List, NamedTuple, Optional, Set, Tuple, Union
 
 from doow_track_agent.intake import Accepted, Intake, Invalid
 from doow_track_agent.sources.lines import Line, LineSplitter
@@ -30,8 +30,12 @@ from doow_track_agent.stats import Stats
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 256 * 1024
+READ_SIZE = 16 * 1024
 STREAM_LIMIT = 1024 * 1024
+HIGH_WATER = 20_000       # events waiting while deliveries succeed; beyond it producers are paced
+PACE_STEP = 0.005
+PACE_LIMIT = 1.0
+CHUNKS_IN_FLIGHT = 4      # per connection: read ahead while earlier chunks commit
 
 Verdict = Union[Accepted, Invalid]
 
@@ -41,7 +45,8 @@ class SourceError(Exception):
 
 
 def _reply_ok(line: int, event_id: str) -> bytes:
-    return b'{"ok":true,"line":%d,"event_id":%s}\n' % (line, json.dumps(event_id).encode("ascii"))
+    # The schema limits event_ids to [A-Za-z0-9_.:-]: nothing to escape (generated ones are UUIDs).
+    return b'{"ok":true,"line":%d,"event_id":"%s"}\n' % (line, event_id.encode("ascii"))
 
 
 def _reply_error(line: int, error: str, kind: str) -> bytes:
@@ -51,6 +56,17 @@ def _reply_error(line: int, error: str, kind: str) -> bytes:
 
 def _invalid_reply(invalid: Invalid) -> bytes:
     return _reply_error(invalid.line, f"{invalid.path}: {invalid.message}", invalid.kind)
+
+
+class _Chunk(NamedTuple):
+    """Lines read together: their verdicts, how many events fitted in the spool, their commit."""
+
+    verdicts: List[Tuple[int, "Verdict"]]
+    fitting: int
+    committed: "Optional[asyncio.Future[None]]"
+
+
+_AUTH_FAILED = Invalid(1, "$", "the first line must be the configured tcp.token", "auth")
 
 
 class _Connection:
@@ -90,43 +106,86 @@ class Producers:
 
     async def _converse(self, conn: _Connection, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter, token: Optional[str]) -> None:
+        """Read and spool chunks while earlier ones are still committing; replies go out in order."""
+        chunks: "asyncio.Queue[Optional[_Chunk]]" = asyncio.Queue(CHUNKS_IN_FLIGHT)
+        replier = asyncio.ensure_future(self._reply(chunks, writer, conn.origin))
+        try:
+            await self._read(conn, reader, chunks, token)
+        finally:
+            await chunks.put(None)
+            await replier
+
+    async def _read(self, conn: _Connection, reader: asyncio.StreamReader,
+                    chunks: "asyncio.Queue[Optional[_Chunk]]", token: Optional[str]) -> None:
         splitter = LineSplitter()
         authenticated = token is None
         while not self.closing:
             data = await reader.read(READ_SIZE)
-            conn.busy = True
+            conn.busy = True  # from here until the chunk is queued for its reply, never cancelled
+            await self._pace()
             lines = splitter.feed(data) if data else splitter.finish()
             if not authenticated and lines:
                 authenticated = self._check_token(lines.pop(0)[1], token or "")
                 if not authenticated:
-                    writer.write(_reply_error(1, "the first line must be the configured tcp.token", "auth"))
-                    await writer.drain()
                     log.warning("%s: refused a producer without the right token", conn.origin)
+                    await chunks.put(_Chunk([(1, _AUTH_FAILED)], 0, None))
                     return
-            replies = await self.handle(lines)
-            if replies:
-                writer.write(replies)
-                await writer.drain()
+            await chunks.put(self.submit(lines))
             conn.busy = False
             if not data:
                 return
+
+    async def _reply(self, chunks: "asyncio.Queue[Optional[_Chunk]]", writer: asyncio.StreamWriter,
+                     origin: str) -> None:
+        """Answer each chunk once it is committed; after a broken connection, just drain the queue."""
+        broken = False
+        while True:
+            chunk = await chunks.get()
+            if chunk is None:
+                return
+            replies = await self.answer(chunk)
+            if broken or not replies:
+                continue
+            try:
+                writer.write(replies)
+                await writer.drain()
+            except ConnectionError as exc:
+                log.debug("%s: connection lost before its replies: %s", origin, exc)
+                broken = True
+
+    async def _pace(self) -> None:
+        """Backpressure while deliveries work but fall behind: wait (bounded) for the pump to catch up.
+
+        Intake and delivery share one event loop; unpaced, a flood of
+        producers would take the loop and the backlog would only grow.
+        During an outage (deliveries failing, key rejected) nothing waits:
+        absorbing the outage is what the spool is for.
+        """
+        waited = 0.0
+        while self.spool.pending()[0] > HIGH_WATER and self.stats.healthy and waited < PACE_LIMIT:
+            await asyncio.sleep(PACE_STEP)
+            waited += PACE_STEP
 
     @staticmethod
     def _check_token(line: bytes, token: str) -> bool:
         return hmac.compare_digest(line.strip(), token.encode("utf-8"))
 
-    async def handle(self, lines: List[Line]) -> bytes:
-        """Judge, spool and answer a chunk of numbered lines."""
+    def submit(self, lines: List[Line]) -> "_Chunk":
+        """Judge a chunk of numbered lines and queue its valid events for the next group commit."""
         verdicts = self._judge(lines)
-        accepted = [verdict for _, verdict in verdicts if isinstance(verdict, Accepted)]
-        fitting, committed = self.spool.append(accepted)
+        fitting, committed = self.spool.append([verdict for _, verdict in verdicts if isinstance(verdict, Accepted)])
+        return _Chunk(verdicts, fitting, committed)
+
+    async def answer(self, chunk: "_Chunk") -> bytes:
+        """The replies of a chunk, once its events are committed (or could not be)."""
         failure: Optional[str] = None
-        try:
-            await committed
-        except SpoolError as exc:
-            failure = str(exc)
-            log.error("refusing %d event(s): %s", fitting, exc)
-        return self._replies(verdicts, fitting, failure)
+        if chunk.committed is not None:
+            try:
+                await chunk.committed
+            except SpoolError as exc:
+                failure = str(exc)
+                log.error("refusing %d event(s): %s", chunk.fitting, exc)
+        return self._replies(chunk.verdicts, chunk.fitting, failure)
 
     def _judge(self, lines: List[Line]) -> List[Tuple[int, Verdict]]:
         intake = self.intake
