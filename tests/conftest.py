@@ -1,4 +1,4 @@
-"""A real receiver on 127.0.0.1 for the pipe-mode tests."""
+"""Fixtures shared by every test directory: a real receiver on 127.0.0.1, a free port."""
 
 from __future__ import annotations
 

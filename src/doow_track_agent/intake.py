@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from typing import Any, NamedTuple, Optional, Union
 
 from doow_track_agent import policy, wire
@@ -22,6 +23,8 @@ _LICENSE = re.compile(r"[^\x00-\x1f\x7f]{1,128}\Z")
 _EVENT_KEYS = frozenset(load_schema("event")["properties"])
 _HINT_KEYS = frozenset(("app_name", "license_name", "metric_name"))
 _INF = math.inf
+# Billing APIs de-duplicate on event_id for about a day; a replay older than that may count twice.
+DEDUP_WINDOW_SECONDS = 24 * 3600
 _SPACED_COLON = re.compile(rb'"\s+:')
 
 
@@ -147,6 +150,7 @@ class Intake:
 
     def __init__(self, attribution: Optional[dict] = None) -> None:
         self.attribution = dict(attribution or {})
+        self.stale_replays = 0
         self._clock = wire.Clock()
 
     def accept(self, raw: bytes, line: int) -> Union[Accepted, Invalid, None]:
@@ -185,5 +189,11 @@ class Intake:
     def _enrich(self, event: dict) -> Accepted:
         event_id = event.get("event_id") or wire.new_uuid4()
         stamp = event.get("timestamp")
-        occurred_at = wire.format_timestamp(parse_rfc3339(stamp)) if stamp else self._clock.now()
+        if stamp:
+            moment = parse_rfc3339(stamp)
+            occurred_at = wire.format_timestamp(moment)
+            if "event_id" in event and time.time() - moment.timestamp() > DEDUP_WINDOW_SECONDS:
+                self.stale_replays += 1
+        else:
+            occurred_at = self._clock.now()
         return Accepted(event_id, wire.encode_event(event, event_id, occurred_at, self.attribution))

@@ -287,6 +287,10 @@ class PipeRun:
         s.exit_code = exit_code(s)
         if self.options.progress:
             self.err.write("\r\x1b[K")
+        if self.intake.stale_replays:
+            self.say(f"warning: {self.intake.stale_replays} events carry an event_id and a timestamp over 24 h old; "
+                     "Doow de-duplicates event ids for about a day, so if these were delivered before, "
+                     "they may be counted twice")
 
 
 def exit_code(summary: Summary) -> int:
