@@ -185,7 +185,8 @@ class PipeRun:
     def say(self, text: str) -> None:
         """One diagnostic line on stderr (never the key: nothing here ever holds it)."""
         if not self.options.quiet:
-            self.err.write(f"doow-track: {text}\n")
+            clear = "\r\x1b[K" if self.options.progress else ""
+            self.err.write(f"{clear}doow-track: {text}\n")
             self.err.flush()
 
     def execute(self) -> Summary:
