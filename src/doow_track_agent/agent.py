@@ -399,11 +399,17 @@ def _serve(settings: Settings, loader: Loader, pidfile: Optional[str], foregroun
     except (OSError, daemon.daemon.DaemonError) as error:
         return _refuse(handshake, EX_TEMPFAIL, f"cannot become a daemon: {error}")
     try:
-        agent = Agent(settings, loader, foreground, lock)
-        return asyncio.run(agent.run(handshake, early))
+        return asyncio.run(_run(settings, loader, foreground, lock, handshake, early))
     finally:
         context.close()
         logging.shutdown()
+
+
+async def _run(settings: Settings, loader: Loader, foreground: bool, lock: Optional[PidFile],
+               handshake: Optional[Handshake], early: List[int]) -> int:
+    """Build the agent inside the running loop: on Python 3.9 asyncio objects bind the loop they are made in."""
+    agent = Agent(settings, loader, foreground, lock)
+    return await agent.run(handshake, early)
 
 
 def _refuse(handshake: Optional[Handshake], code: int, reason: str) -> int:

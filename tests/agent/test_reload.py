@@ -70,3 +70,16 @@ def test_config_only_the_agent_refuses_comes_back_through_reload(agent, receiver
     result = agent.cli("reload", "--config", agent.config, "--json")
     assert result.code == 78 and result.json["ok"] is False and "tcp.token" in result.json["error"]
     assert agent.status()["generation"] == 1
+
+
+def test_reload_moves_the_socket_and_keeps_open_producers(agent, receiver):
+    producer = agent.producer()
+    old_socket = agent.socket
+    agent.socket = old_socket + ".new"
+    agent.write_config(socket={"path": agent.socket, "mode": "0600"})
+    assert agent.cli("reload", "--config", agent.config, "--json").code == 0
+    assert not os.path.exists(old_socket) and os.path.exists(agent.socket)
+    kept = producer.send([EVENT])   # a connection made before the reload keeps working
+    producer.close()
+    fresh = agent.send([EVENT])
+    assert_stored_exactly_once(receiver, [kept[0]["event_id"], fresh[0]["event_id"]])
