@@ -165,9 +165,10 @@ def test_more_than_500_events_is_413(post, receiver):
     assert post(make_batch([make_event() for _ in range(500)]), gzipped=True).status_code == 202
 
 
-def test_a_body_over_the_size_limit_is_413_and_the_connection_closed(db_path):
+@pytest.mark.parametrize("size", [4096, 1024 * 1024], ids=["small", "over-socket-buffers"])
+def test_a_body_over_the_size_limit_is_413_and_the_connection_closed(db_path, size):
     with Receiver(db_path, max_body_bytes=2048) as receiver:
-        body = json.dumps(make_batch([make_event() for _ in range(20)])).encode()
+        body = b" " * size
         response = httpx.post(f"{receiver.url}/telemetry/events", content=body,
                               headers={"Authorization": f"Bearer {KEY}"})
     assert (response.status_code, response.json()["error"]) == (413, "body_too_large")
