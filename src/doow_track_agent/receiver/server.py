@@ -42,6 +42,8 @@ LICENSE_PREFIX = "/sdk/licenses/"
 REJECTED_BY_FAULT = "rejected by fault injection (reject_every)"
 # How often the accept loop checks for stop(): bounds how long stop() takes.
 POLL_SECONDS = 0.05
+# How long stop() waits for handlers to finish a request in progress.
+STOP_TIMEOUT_SECONDS = 10.0
 
 logger = logging.getLogger("doow_track_agent.receiver")
 
@@ -76,22 +78,24 @@ class _App:
 
 
 class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that can close its keep-alive connections on stop.
+    """ThreadingHTTPServer that closes its keep-alive connections on stop.
 
     Without that, stop() would leave handler threads serving idle keep-alive
     connections against a closed store; with it, clients see the receiver go
-    away like a real server would.
+    away like a real server would. Handler threads are daemons, so that a
+    receiver a test forgot to stop cannot hold the interpreter's exit, and
+    close_connections() waits for them instead of server_close().
     """
 
-    daemon_threads = False
-    block_on_close = True
+    daemon_threads = True
+    block_on_close = False
     request_queue_size = 128
 
     def __init__(self, address: Tuple[str, int], app: _App) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.app = app
         self._connections: Set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
+        self._connections_changed = threading.Condition()
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -101,23 +105,26 @@ class _Server(ThreadingHTTPServer):
         self.server_name, self.server_port = self.server_address[:2]
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
+        with self._connections_changed:
             self._connections.add(request)
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
+        """The last step of a handler thread: once all are gone, nothing uses the store."""
         super().shutdown_request(request)
+        with self._connections_changed:
+            self._connections.discard(request)
+            self._connections_changed.notify_all()
 
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def close_connections(self, timeout: float) -> None:
+        """Shut every open connection and wait (up to timeout) for its handler to finish."""
+        with self._connections_changed:
+            for connection in self._connections:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self._connections_changed.wait_for(lambda: not self._connections, timeout)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.exception("unexpected error serving %s", client_address[0])
@@ -366,8 +373,8 @@ class Receiver:
         if self._serving:
             self._httpd.shutdown()
             self._serving = False
-        self._httpd.close_connections()
         self._httpd.server_close()
+        self._httpd.close_connections(STOP_TIMEOUT_SECONDS)
         self._app.store.close()
 
     def __enter__(self) -> "Receiver":
