@@ -1,0 +1,60 @@
+"""Environment checks from the production checklist: separate keys per environment, collected logs."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator, List
+
+from doow_track_agent import config
+from doow_track_agent.doctor.report import FAIL, OK, SKIP, WARN, Check
+from doow_track_agent.doctor.subject import Subject
+from doow_track_agent.redact import mask_key
+
+SYSLOG = "/dev/log"
+
+
+def checks(subject: Subject) -> Iterator[Check]:
+    yield _separate_keys(subject)
+    yield _logs(subject)
+
+
+def _separate_keys(subject: Subject) -> Check:
+    """One key shared by staging and production cannot be revoked for one of them alone."""
+    if not subject.other_configs:
+        return Check("environment.keys", SKIP, "no --other-config to compare keys with")
+    if not subject.key:
+        return Check("environment.keys", SKIP, "no key here to compare")
+    shared: List[str] = []
+    for path in subject.other_configs:
+        try:
+            other, _ = config.read_file(path)
+        except config.ConfigError as error:
+            return Check("environment.keys", WARN, f"cannot compare with {path}: {error.problems[0][1]}")
+        if other.get("apiKey") == subject.key:
+            shared.append(path)
+    if shared:
+        return Check("environment.keys", WARN, f"{', '.join(shared)} uses the same key {mask_key(subject.key)}",
+                     "create separate SDK keys for staging and production, so that each can be revoked alone")
+    return Check("environment.keys", OK, f"{mask_key(subject.key)} is not used by {', '.join(subject.other_configs)}")
+
+
+def _logs(subject: Subject) -> Check:
+    """Where a detached agent's log goes (see ``logs._handler``), and whether anything collects it."""
+    settings = subject.settings
+    if settings is None or not subject.agent_configured:
+        return Check("environment.logs", SKIP, "pipe mode: messages go to stderr, which the job's runner keeps")
+    if settings.log_file:
+        directory = os.path.dirname(settings.log_file) or "."
+        if not os.path.isdir(directory):
+            return Check("environment.logs", FAIL, f"log.file {settings.log_file}: no directory {directory}",
+                         "create it, owned by the agent's user; the agent does not start without its log")
+        if not os.access(directory, os.W_OK):
+            return Check("environment.logs", WARN, f"log.file {settings.log_file}: not writable by uid {os.getuid()}",
+                         "fine if the agent runs as another user who can write there")
+        return Check("environment.logs", OK, f"the agent logs to {settings.log_file}")
+    if os.path.exists(SYSLOG):
+        return Check("environment.logs", OK, f"syslog ({SYSLOG}) when detached; stderr (the journal under "
+                                             "systemd) with --foreground")
+    return Check("environment.logs", WARN, f"no {SYSLOG}: a detached agent logs to a file in {settings.spool_dir}",
+                 "set log.file to a file your log collector reads, or run the agent with --foreground "
+                 "under systemd or a container runtime")
