@@ -54,7 +54,10 @@ class Producer:
         return [json.loads(self.replies.readline()) for _ in events]
 
     def close(self) -> None:
-        self.replies.close()
+        try:
+            self.replies.close()
+        except OSError:
+            pass  # the agent was killed with replies unread
         self.sock.close()
 
 
