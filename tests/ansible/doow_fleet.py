@@ -244,11 +244,13 @@ class Receiver:
 class SSHD:
     """An sshd on 127.0.0.1 that lets the test key log in as the current user."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, login_env: Optional[Dict[str, str]] = None):
         self.root = root
         self.port = free_port()
         self.proc: Optional[subprocess.Popen] = None
         self.key = root / "id_ed25519"
+        # Set in every SSH session (sshd's SetEnv), like a host's /etc/environment.
+        self.login_env = login_env or {}
 
     def start(self) -> "SSHD":
         sshd = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -277,8 +279,9 @@ class SSHD:
             "MaxStartups 50",
             "MaxSessions 50",
             "Subsystem sftp internal-sftp",
-            "",
-        ]))
+        ] + ([
+            "SetEnv " + " ".join(f"{k}={v}" for k, v in sorted(self.login_env.items()))
+        ] if self.login_env else []) + [""]))
         must([sshd, "-t", "-f", config])
         self.proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stdout=open(self.root / "sshd.log", "ab"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -463,8 +466,13 @@ def setup(root: Optional[Path] = None, dist: Optional[Dist] = None):
     root = root or make_root()
     dist = dist or Dist(root / "dist").build()
     receiver = Receiver(root / "receiver").start()
+    # The SSH host finds its agent like a host set up with defaults would:
+    # DOOW_TRACK_CONFIG / DOOW_TRACK_PREFIX in its login environment.
+    ssh_root = root / "hosts" / SSH_HOST
+    login_env = {"DOOW_TRACK_CONFIG": str(ssh_root / "etc" / "doow-track.json"),
+                 "DOOW_TRACK_PREFIX": str(ssh_root / "opt")}
     try:
-        sshd = SSHD(root / "ssh").start()
+        sshd = SSHD(root / "ssh", login_env).start()
     except Exception:
         receiver.stop()
         raise

@@ -211,6 +211,17 @@ def test_adhoc_event_delivers_exactly_once(fleet):
     assert fleet.receiver.metric(ev) == "deploys" and ev["license_id"] == "lic_x"
 
 
+def test_adhoc_event_exactly_as_written(fleet):
+    """The documented command, verbatim, on the host whose login environment
+    names its agent (DOOW_TRACK_CONFIG / DOOW_TRACK_PREFIX)."""
+    res = fleet.adhoc("doow.track.event", "metric=deploys quantity=1 license_id=lic_x", pattern=SSH_HOST,
+                      name="adhoc-as-written")
+    assert res.returncode == 0, explain(res)
+    assert "CHANGED" in res.stdout and '"via": "agent"' in res.stdout, explain(res)
+    event_id = re.search(r'"event_id": "([0-9a-f-]{36})"', res.stdout).group(1)
+    assert fleet.receiver.wait_for(event_id=event_id, host=SSH_HOST)
+
+
 def test_send_event_playbook(fleet):
     event_id = f"release-{uuid.uuid4().hex[:10]}"
     extra = {"metric": "releases", "quantity": 2, "license_id": "lic_rel", "event_id": event_id}

@@ -21,6 +21,7 @@ options:
     description:
       - Installation prefix used by M(doow.track.install); searched for the
         CLI when O(cli) is not set.
+      - When not given, E(DOOW_TRACK_PREFIX) on the target, then the default.
     type: path
     default: /opt/doow-track
 notes:
@@ -34,6 +35,8 @@ options:
     description:
       - The agent's JSON configuration file. The module reads from it where
         the agent listens (socket, health port, pidfile, spool directory).
+      - When not given, E(DOOW_TRACK_CONFIG) on the target (as for the
+        C(doow-track) CLI itself), then the default.
     type: path
     default: /etc/doow-track/doow-track.json
 '''

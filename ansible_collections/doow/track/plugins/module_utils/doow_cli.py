@@ -12,6 +12,8 @@ __metaclass__ = type
 import json
 import os
 
+from ansible.module_utils.basic import env_fallback
+
 DEFAULT_PREFIX = '/opt/doow-track'
 DEFAULT_CONFIG = '/etc/doow-track/doow-track.json'
 DEFAULT_SOCKET = '/run/doow-track/doow-track.sock'
@@ -45,13 +47,13 @@ def cli_argument_spec():
     """Options every CLI-driving module takes (doc fragment doow.track.common)."""
     return dict(
         cli=dict(type='path'),
-        prefix=dict(type='path', default=DEFAULT_PREFIX),
+        prefix=dict(type='path', default=DEFAULT_PREFIX, fallback=(env_fallback, ['DOOW_TRACK_PREFIX'])),
     )
 
 
 def config_file_argument_spec():
     """doc fragment doow.track.common.config_file"""
-    return dict(config_file=dict(type='path', default=DEFAULT_CONFIG))
+    return dict(config_file=dict(type='path', default=DEFAULT_CONFIG, fallback=(env_fallback, ['DOOW_TRACK_CONFIG'])))
 
 
 def api_argument_spec():

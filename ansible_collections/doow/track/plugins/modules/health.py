@@ -30,6 +30,7 @@ options:
   config_file:
     description:
       - The agent's configuration file, read to find the health listener.
+      - When not given, E(DOOW_TRACK_CONFIG) on the target, then the default.
     type: path
     default: /etc/doow-track/doow-track.json
   timeout:
@@ -118,7 +119,7 @@ waited:
 import json
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.urls import open_url
 from ansible_collections.doow.track.plugins.module_utils.doow_cli import agent_settings
@@ -189,7 +190,8 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             url=dict(type='str'),
-            config_file=dict(type='path', default='/etc/doow-track/doow-track.json'),
+            config_file=dict(type='path', default='/etc/doow-track/doow-track.json',
+                             fallback=(env_fallback, ['DOOW_TRACK_CONFIG'])),
             timeout=dict(type='int', default=30),
             interval=dict(type='float', default=1.0),
             require_ready=dict(type='bool', default=True),

@@ -50,6 +50,7 @@ options:
   prefix:
     description:
       - Directory that holds C(versions/) and the C(current) link.
+      - When not given, E(DOOW_TRACK_PREFIX) on the target, then the default.
     type: path
     default: /opt/doow-track
   python:
@@ -183,7 +184,7 @@ import sys
 import tempfile
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 MARKER = '.doow-track-install.json'
 WHEEL_RE = re.compile(r'^(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$')
@@ -420,7 +421,7 @@ def main():
             name=dict(type='str', default='doow-track-agent'),
             version=dict(type='str'),
             state=dict(type='str', default='present', choices=['present', 'latest', 'absent']),
-            prefix=dict(type='path', default='/opt/doow-track'),
+            prefix=dict(type='path', default='/opt/doow-track', fallback=(env_fallback, ['DOOW_TRACK_PREFIX'])),
             python=dict(type='path'),
             wheel=dict(type='path'),
             wheelhouse=dict(type='path'),

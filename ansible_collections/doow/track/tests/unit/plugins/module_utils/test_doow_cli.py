@@ -162,3 +162,9 @@ def test_argument_specs():
     assert doow_cli.api_argument_spec()['api_key']['no_log'] is True
     assert doow_cli.cli_argument_spec()['prefix']['default'] == '/opt/doow-track'
     assert doow_cli.config_file_argument_spec()['config_file']['default'] == doow_cli.DEFAULT_CONFIG
+
+
+def test_env_fallbacks_match_the_cli():
+    from ansible.module_utils.basic import env_fallback
+    assert doow_cli.config_file_argument_spec()['config_file']['fallback'] == (env_fallback, ['DOOW_TRACK_CONFIG'])
+    assert doow_cli.cli_argument_spec()['prefix']['fallback'] == (env_fallback, ['DOOW_TRACK_PREFIX'])

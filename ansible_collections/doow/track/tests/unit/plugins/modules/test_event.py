@@ -159,3 +159,10 @@ def test_ledger_default_without_spool(tmp_path, module_env, cli, monkeypatch):
                                                  socket=str(tmp_path / 'a.sock')))
     assert not failed
     assert os.path.exists(str(tmp_path / 'home' / '.doow-track' / event.LEDGER_NAME))
+
+
+def test_config_and_prefix_from_environment(module_env, cli, monkeypatch):
+    monkeypatch.setenv('DOOW_TRACK_CONFIG', cli.config)
+    monkeypatch.setenv('DOOW_TRACK_PREFIX', cli.prefix)
+    result, failed = run_module(event.main, dict(metric='deploys', quantity=1, license_id='lic_x'))
+    assert not failed and result['via'] == 'agent' and cli.sent
