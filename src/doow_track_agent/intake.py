@@ -65,7 +65,10 @@ def _flat(value: Any) -> bool:
         return True
     if type(value) is not dict or len(value) > 32:
         return False
-    return all(_text(key, 64) and _scalar(item) for key, item in value.items())
+    for key, item in value.items():
+        if not (_text(key, 64) and _scalar(item)):
+            return False
+    return True
 
 
 def _hint(value: Any) -> bool:
@@ -123,10 +126,17 @@ def _unique_keys(pairs: list) -> dict:
     return obj
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+
+
 def _key_count(value: Any) -> int:
-    if type(value) is dict:
-        return len(value) + sum(_key_count(item) for item in value.values() if type(item) in (dict, list))
-    return sum(_key_count(item) for item in value if type(item) in (dict, list))
+    count, items = (len(value), value.values()) if type(value) is dict else (0, value)
+    for item in items:
+        kind = type(item)
+        if kind is dict or kind is list:
+            count += _key_count(item)
+    return count
 
 
 def parse_line(raw: bytes) -> Any:
@@ -139,9 +149,9 @@ def parse_line(raw: bytes) -> Any:
     repeated.  Anything else is parsed again with the per-object check.
     """
     text = raw.decode("utf-8")
-    value = json.loads(text, parse_constant=_reject_constant)
+    value = _DECODER.decode(text)
     if type(value) in (dict, list) and (raw.count(b'":') != _key_count(value) or _SPACED_COLON.search(raw)):
-        json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        _STRICT_DECODER.decode(text)
     return value
 
 
