@@ -38,7 +38,7 @@ from doow_track_agent.health import HealthServer
 from doow_track_agent.intake import Intake
 from doow_track_agent.pidfile import PidFile, PidfileLocked
 from doow_track_agent.sources import Producers, SourceError
-from doow_track_agent.sources.tcp import TcpSource, address
+from doow_track_agent.sources.tcp import TcpSource, address, require_token
 from doow_track_agent.sources.unix_socket import UnixSource
 from doow_track_agent.spool import Spool, SpoolError
 from doow_track_agent.stats import Stats
@@ -99,16 +99,19 @@ def _await_report(read_fd: int, child: int) -> int:
     return code
 
 
-# -- settings as the daemon sees them -----------------------------------------------
+# -- what the schema cannot say -------------------------------------------------------
 
 
 def _preflight(settings: Settings) -> None:
-    """What makes a config unusable for the agent beyond the schema."""
+    """What makes a config unusable for the agent beyond the schema (checked at start and reload)."""
     if not settings.api_key:
         raise StartupError(EX_CONFIG, "no API key: set apiKey in the config, DOOW_TRACK_API_KEY, or --api-key-file")
     listen = address(settings)
-    if listen is not None and not listen.is_loopback and not settings.tcp_token:
-        raise StartupError(EX_CONFIG, f"tcp.listen {listen} is not a loopback address: set tcp.token")
+    try:
+        if listen is not None:
+            require_token(listen, settings.tcp_token)
+    except SourceError as error:
+        raise StartupError(EX_CONFIG, str(error)) from None
 
 
 def _checked(loader: Loader) -> Settings:
@@ -239,10 +242,7 @@ class Agent:
         old = self._tcp
         if old is not None and (old.listen, old.token) == (listen, settings.tcp_token):
             return old
-        try:
-            return TcpSource(listen, settings.tcp_token) if listen else None
-        except SourceError as error:
-            raise StartupError(EX_CONFIG, str(error)) from None
+        return TcpSource(listen, settings.tcp_token) if listen else None
 
     def _health_for(self, settings: Settings) -> Optional[HealthServer]:
         if self._health is not None and settings.health_listen == self.settings.health_listen:

@@ -54,7 +54,7 @@ def _quote(arg: str) -> str:
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$") + '"'
 
 
-def _writable_paths(settings: Settings, config_path: str) -> List[str]:
+def _writable_paths(settings: Settings) -> List[str]:
     """Directives that let the service write where its config says, under ProtectSystem=strict."""
     lines: List[str] = []
     spool = settings.spool_dir.rstrip("/")
@@ -97,7 +97,7 @@ def unit(settings: Settings, exec_path: str, config_path: str, user: Optional[st
         "RestartSec=2",
         *([f"User={user}"] if user else []),
         "UMask=0027",
-        *_writable_paths(settings, config_path),
+        *_writable_paths(settings),
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         f"ProtectHome={'read-only' if _under(paths, ('/home/', '/root/')) else 'yes'}",

@@ -32,7 +32,7 @@ def test_replies_name_the_line_and_the_problem(agent):
     assert replies[2]["line"] == 4 and replies[2]["kind"] == "json"
 
 
-def test_a_silent_producer_does_not_block_the_others(agent, receiver):
+def test_a_silent_producer_does_not_block_the_others(agent):
     silent = socket.socket(socket.AF_UNIX)
     silent.connect(agent.socket)
     silent.sendall(b'{"metric":"half a line')  # and never more
@@ -79,7 +79,7 @@ def test_tcp_source_on_loopback(make_agent, receiver):
     assert_stored_exactly_once(receiver, [reply["event_id"]])
 
 
-def test_tcp_token_is_checked_first(make_agent, receiver):
+def test_tcp_token_is_checked_first(make_agent):
     port = free_port()
     token = "t0ken-long-enough-1234"
     agent = make_agent(tcp={"listen": f"127.0.0.1:{port}", "token": token})

@@ -64,7 +64,7 @@ def test_broken_config_keeps_the_agent_running(agent, receiver, broken):
     assert_stored_exactly_once(receiver, [replies[0]["event_id"]])
 
 
-def test_config_only_the_agent_refuses_comes_back_through_reload(agent, receiver):
+def test_config_only_the_agent_refuses_comes_back_through_reload(agent):
     """Schema-valid, but unusable by the agent (TCP beyond loopback without a token)."""
     agent.write_config(tcp={"listen": f"0.0.0.0:{free_port()}", "token": None})
     result = agent.cli("reload", "--config", agent.config, "--json")

@@ -23,6 +23,13 @@ def address(settings: Settings) -> Optional[Listen]:
     return None
 
 
+def require_token(listen: Listen, token: Optional[str]) -> None:
+    """Refuse a listener beyond loopback that anyone could bill through."""
+    if not listen.is_loopback and not token:
+        raise SourceError(f"tcp.listen {listen} is not a loopback address: set tcp.token, "
+                          "which producers must send as their first line")
+
+
 def _origin(writer: asyncio.StreamWriter) -> str:
     peer = writer.get_extra_info("peername")
     return f"tcp:{peer[0]}:{peer[1]}" if peer else "tcp"
@@ -32,9 +39,7 @@ class TcpSource:
     """A TCP listener speaking the same NDJSON protocol as the Unix socket."""
 
     def __init__(self, listen: Listen, token: Optional[str]) -> None:
-        if not listen.is_loopback and not token:
-            raise SourceError(f"tcp.listen {listen} is not a loopback address: set tcp.token, "
-                              "which producers must send as their first line")
+        require_token(listen, token)
         self.listen = listen
         self.token = token
         self._server: Optional[asyncio.AbstractServer] = None
