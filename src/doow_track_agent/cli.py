@@ -54,8 +54,19 @@ def command_summary() -> str:
     return "\n".join(f"  {name:<14}{summary}" for name, (_, summary) in COMMANDS.items())
 
 
+class UsageParser(argparse.ArgumentParser):
+    """argparse exits 2 on bad usage; sysexits says 64, which scripts can tell from 65.
+
+    Subparsers inherit the class, so every command gets the same rule.
+    """
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(64, f"{self.prog}: error: {message}\n")
+
+
 def _run_command(name: str, argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(prog="doow-track")
+    parser = UsageParser(prog="doow-track")
     subparsers = parser.add_subparsers(dest="command", required=True)
     import_module(COMMANDS[name][0]).register(subparsers)
     args = parser.parse_args([name, *argv])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -25,13 +26,30 @@ GZIP_ABOVE = 1024
 _VARIANT = "89ab"
 
 
+class _Entropy(threading.local):
+    """Random bytes fetched 4 KiB at a time: one system call per 128 ids instead of one per id."""
+
+    def __init__(self) -> None:
+        self.hex = ""
+        self.position = 0
+
+
+_entropy = _Entropy()
+os.register_at_fork(after_in_child=_entropy.__init__)  # a forked child must never reuse its parent's bytes
+
+
 def new_uuid4() -> str:
-    """A random UUID4 string, about three times faster than ``str(uuid.uuid4())``.
+    """A random UUID4 string, several times faster than ``str(uuid.uuid4())``.
 
     Intake assigns one per event on the hot path; the layout is the standard
     one (version nibble 4, RFC 4122 variant).
     """
-    h = os.urandom(16).hex()
+    entropy = _entropy
+    if entropy.position >= len(entropy.hex):
+        entropy.hex = os.urandom(4096).hex()
+        entropy.position = 0
+    h = entropy.hex[entropy.position:entropy.position + 32]
+    entropy.position += 32
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 

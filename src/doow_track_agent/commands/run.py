@@ -10,18 +10,10 @@ import sys
 from typing import Dict, Iterable, List, Mapping
 
 from doow_track_agent import __version__, config, outbox
-from doow_track_agent.cli import EPILOG, command_summary
+from doow_track_agent.cli import EPILOG, UsageParser, command_summary
 from doow_track_agent.pipe import PipeOptions, PipeRun, Summary, summary_line
 
-EX_USAGE, EX_CONFIG = 64, 78
-
-
-class UsageParser(argparse.ArgumentParser):
-    """argparse exits 2 on bad usage; sysexits says 64, which scripts can tell from 65."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+EX_CONFIG = 78
 
 
 def add_delivery_options(parser: argparse.ArgumentParser) -> None:
@@ -160,7 +152,8 @@ def main(argv: Iterable[str]) -> int:
         from doow_track_agent.agent import run_agent
 
         return run_agent(settings, pidfile=args.pidfile or settings.pidfile, foreground=args.foreground,
-                         config_path=args.config)
+                         config_path=args.config,
+                         reload_settings=lambda: config.load(args.config, env, flag_layer(args, parser)))
     if sys.stdin is None or sys.stdin.isatty():
         parser.error("pipe mode reads events from stdin: pipe them in, e.g. "
                      "echo '{\"metric\":\"api_calls\",\"quantity\":1,\"license_id\":\"lic_...\"}' | doow-track ...")

@@ -1,0 +1,27 @@
+"""Event ids: valid UUID4s, unique, and never shared with a forked child."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from doow_track_agent.wire import new_uuid4
+
+
+def test_ids_are_uuid4_and_unique():
+    ids = [new_uuid4() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids[:500])
+
+
+def test_a_forked_child_draws_fresh_randomness():
+    new_uuid4()  # fill the parent's buffer
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(write, new_uuid4().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    from_child = os.read(read, 64).decode()
+    assert from_child != new_uuid4()
