@@ -153,8 +153,28 @@ def _unknown_key_message(key: str, allowed: list) -> str:
     return f"unknown key {key!r}{hint}"
 
 
+def _explained_by_a_typo(error: jsonschema.ValidationError, typos: set) -> bool:
+    """A missing required key that a misspelt key next to it stands for: one mistake, one message."""
+    if error.validator != "required" or not isinstance(error.instance, dict):
+        return False
+    missing = {key for key in error.validator_value if key not in error.instance}
+    return bool(missing) and missing <= typos
+
+
+def _typo_targets(errors: List[jsonschema.ValidationError]) -> set:
+    targets = set()
+    for error in errors:
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = list(error.schema.get("properties", {}))
+            for key in error.instance:
+                if key not in allowed:
+                    targets.update(difflib.get_close_matches(key, allowed, n=1, cutoff=0.6))
+    return targets
+
+
 def problems(name: str, instance: Any) -> list:
     """Return every schema problem of ``instance``, most useful first (a typo explains a missing key)."""
     errors = sorted(validator_for(name).iter_errors(instance),
                     key=lambda e: (e.validator != "additionalProperties", len(e.path), [str(p) for p in e.path]))
-    return [problem for error in errors for problem in _problems(error)]
+    typos = _typo_targets(errors)
+    return [problem for error in errors if not _explained_by_a_typo(error, typos) for problem in _problems(error)]

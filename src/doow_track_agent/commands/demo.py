@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,25 +46,22 @@ def pipe_through_cli(url: str, data: bytes) -> int:
 def run(args: argparse.Namespace) -> int:
     from doow_track_agent.receiver.command import print_summary
     from doow_track_agent.receiver.server import Receiver
-    from doow_track_agent.receiver.store import Store
 
     workdir = tempfile.mkdtemp(prefix="doow-track-demo-")
     database = os.path.join(workdir, "receiver.sqlite")
-    receiver = Receiver(database, host="127.0.0.1", port=0)
-    receiver.start()
     try:
-        lines = samples.lines(args.events, invalid_every=max(args.events // len(samples.INVALID), 1))
-        print(f"local receiver on {receiver.url}; piping {len(lines)} lines "
-              f"({args.events} valid, {len(lines) - args.events} deliberately invalid)\n")
-        code = pipe_through_cli(receiver.url, b"\n".join(lines) + b"\n")
+        with Receiver(database) as receiver:
+            lines = samples.lines(args.events, invalid_every=max(args.events // (len(samples.INVALID) + 1), 1))
+            print(f"local receiver on {receiver.url}; piping {len(lines)} lines "
+                  f"({args.events} valid, {len(lines) - args.events} deliberately invalid)\n")
+            code = pipe_through_cli(receiver.url, b"\n".join(lines) + b"\n")
+            stored, summary = receiver.store.count(), receiver.store.summary()
+        verdict = "every valid line arrived" if stored == args.events else f"only {stored} of {args.events} arrived"
+        print(f"\ndoow-track exited {code} (65: some lines were invalid, each reported above); {verdict}.\n")
+        print_summary(summary)
+        if args.keep:
+            print(f"\nreceiver database: {database}  (doow-track receiver summary --db {database})")
     finally:
-        receiver.stop()
-    stored = Store(database).count()
-    verdict = "every valid line arrived" if stored == args.events else f"only {stored} of {args.events} arrived"
-    print(f"\ndoow-track exited {code} (65: some lines were invalid, each reported above); {verdict}.\n")
-    print_summary(Store(database).summary())
-    if args.keep:
-        print(f"\nreceiver database: {database}  (doow-track receiver summary --db {database})")
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     return 0 if stored == args.events else 1
-
-
