@@ -126,7 +126,7 @@ def test_dead_lettered_event(make_agent):
     assert sorted(offline.failed()) == ["agent.dead_letters", "agent.running"]
 
 
-def test_agent_with_rejected_key_is_not_ready(make_agent, receiver):
+def test_agent_with_rejected_key_is_not_ready(make_agent):
     agent = make_agent(apiKey="dk_revoked_key_for_agent_0000")
     assert agent.start().code == 0
     agent.send([EVENT])

@@ -53,7 +53,7 @@ def checks(subject: Subject, api: Optional[Api]) -> Iterator[Check]:
         yield from skipped(NAMES[2:], "no TCP connection (see endpoint.tcp)")
         return
     yield _tls(host, port, subject.timeout) if url.scheme == "https" else _plain(host, port)
-    api.probe, check = _http(api, subject.settings.endpoint)
+    api.probe, check = _http(api)
     yield check
     if api.probe is None:
         yield from skipped(NAMES[4:], "no HTTP answer (see endpoint.http)")
@@ -139,7 +139,7 @@ def _plain(host: str, port: int) -> Check:
                  "use https:// (Doow's API is https://api.doow.co)")
 
 
-def _http(api: Api, endpoint: str) -> Tuple[Optional[Answer], Check]:
+def _http(api: Api) -> Tuple[Optional[Answer], Check]:
     asked = f"GET /sdk/licenses/{PROBE_LICENSE}"
     try:
         answer = api.license(PROBE_LICENSE)
