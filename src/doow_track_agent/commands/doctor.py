@@ -28,7 +28,7 @@ examples:
   doow-track doctor --endpoint http://127.0.0.1:8080 --json | jq '.checks[] | select(.status == "fail")'
   doow-track doctor --config prod.json --other-config staging.json
 
-exit status: 0 no check failed (warnings allowed), 1 at least one check failed.
+exit status: 0 no check failed (warnings allowed), 1 at least one check failed, 64 usage.
 The key is never printed: it shows as dk_…abcd.
 """
 
