@@ -163,7 +163,7 @@ def _permission_warnings(path: str, data: dict) -> List[str]:
     return []
 
 
-_ENV_NAMES = {"$.apiKey": "DOOW_TRACK_API_KEY", "$.endpoint": "DOOW_TRACK_ENDPOINT",
+ENV_NAMES = {"$.apiKey": "DOOW_TRACK_API_KEY", "$.endpoint": "DOOW_TRACK_ENDPOINT",
               "$.flushAt": "DOOW_TRACK_FLUSH_AT", "$.flushInterval": "DOOW_TRACK_FLUSH_INTERVAL",
               "$.attribution": "DOOW_TRACK_ATTRIBUTION", "$.input": "DOOW_TRACK_INPUT",
               "$.health": "DOOW_TRACK_HEALTH_PORT"}
@@ -189,7 +189,7 @@ def _env_layer(env: Mapping[str, str]) -> dict:
         layer["input"] = parse_input(env["DOOW_TRACK_INPUT"])
     if env.get("DOOW_TRACK_HEALTH_PORT"):
         layer["health"] = {"listen": f"127.0.0.1:{_env_int('DOOW_TRACK_HEALTH_PORT', env['DOOW_TRACK_HEALTH_PORT'])}"}
-    return _checked("environment", layer, _ENV_NAMES)
+    return _checked("environment", layer, ENV_NAMES)
 
 
 def _env_int(name: str, text: str) -> int:

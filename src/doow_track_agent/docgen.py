@@ -16,7 +16,7 @@ import re
 import sys
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
-from doow_track_agent.config import _ENV_NAMES, FLAG_NAMES
+from doow_track_agent.config import ENV_NAMES, FLAG_NAMES
 from doow_track_agent.validation import load_schema
 
 BEGIN = "<!-- BEGIN GENERATED {name} (python -m doow_track_agent.docgen docs/guide.md) -->"
@@ -67,7 +67,7 @@ def _type(spec: dict, ref: Optional[str]) -> str:
 
 def _settable(path: str) -> str:
     """The environment variable and flag that set the same key (config.load's layers)."""
-    names = [f"`{name}`" for name in (_ENV_NAMES.get(path), FLAG_NAMES.get(path)) if name]
+    names = [f"`{name}`" for name in (ENV_NAMES.get(path), FLAG_NAMES.get(path)) if name]
     return ", ".join(names) or "—"
 
 

@@ -151,9 +151,11 @@ def main(argv: Iterable[str]) -> int:
     if args.pidfile or args.daemon or args.foreground:
         from doow_track_agent.agent import run_agent
 
+        # The detached agent runs in /, so a relative --config must be pinned to where we started.
+        config_path = os.path.abspath(args.config) if args.config else None
         return run_agent(settings, pidfile=args.pidfile or settings.pidfile, foreground=args.foreground,
-                         config_path=args.config,
-                         reload_settings=lambda: config.load(args.config, env, flag_layer(args, parser)))
+                         config_path=config_path,
+                         reload_settings=lambda: config.load(config_path, env, flag_layer(args, parser)))
     if sys.stdin is None or sys.stdin.isatty():
         parser.error("pipe mode reads events from stdin: pipe them in, e.g. "
                      "echo '{\"metric\":\"api_calls\",\"quantity\":1,\"license_id\":\"lic_...\"}' | doow-track ...")
