@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import sys
 import socketserver
 import threading
 import time
@@ -127,7 +128,11 @@ class _Server(ThreadingHTTPServer):
             self._connections_changed.wait_for(lambda: not self._connections, timeout)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.exception("unexpected error serving %s", client_address[0])
+        """A client that hangs up mid-request is ordinary; anything else gets its traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.info("client %s closed the connection mid-request", client_address[0])
+        else:
+            logger.exception("unexpected error serving %s", client_address[0])
 
 
 class _Handler(BaseHTTPRequestHandler):
