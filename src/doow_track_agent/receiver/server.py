@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import sys
 import socketserver
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
