@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
