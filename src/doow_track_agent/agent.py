@@ -37,7 +37,8 @@ from doow_track_agent.delivery import Pump
 from doow_track_agent.health import HealthServer
 from doow_track_agent.intake import Intake
 from doow_track_agent.pidfile import PidFile, PidfileLocked
-from doow_track_agent.sources import Producers, SourceError
+from doow_track_agent.sources import Producers, SourceError, file_tail
+from doow_track_agent.sources.file_tail import FileTail
 from doow_track_agent.sources.tcp import TcpSource, address, require_token
 from doow_track_agent.sources.unix_socket import UnixSource
 from doow_track_agent.spool import Spool, SpoolError
@@ -106,6 +107,8 @@ def _preflight(settings: Settings) -> None:
     """What makes a config unusable for the agent beyond the schema (checked at start and reload)."""
     if not settings.api_key:
         raise StartupError(EX_CONFIG, "no API key: set apiKey in the config, DOOW_TRACK_API_KEY, or --api-key-file")
+    if (settings.input or {}).get("mode") == "file" and not file_tail.patterns(settings):
+        raise StartupError(EX_CONFIG, "input.mode is file but neither input.path nor input.paths is set")
     listen = address(settings)
     try:
         if listen is not None:
@@ -142,6 +145,7 @@ class Agent:
         self._tcp: Optional[TcpSource] = None
         self._health: Optional[HealthServer] = None
         self._pump: Optional[Pump] = None
+        self._tail: Optional[FileTail] = None
         self._signals: List[int] = []
         self._wake: Optional[asyncio.Event] = None
 
@@ -189,6 +193,7 @@ class Agent:
         self._producers = Producers(self.spool, self.stats, Intake(settings.attribution))
         self._unix, self._tcp, self._health = await self._listeners(settings)
         self._pump = Pump(settings, self.spool, self.spool, self.stats, max_attempts=None, halt_on_failure=False)
+        self._retail(settings)
         for warning in settings.warnings:
             log.warning("%s", warning)
         if self._pidfile is not None and self._pidfile.stale_pid:
@@ -201,7 +206,7 @@ class Agent:
     @staticmethod
     def _warn_unused_input(settings: Settings) -> None:
         mode = (settings.input or {}).get("mode")
-        if mode in ("stdin", "file"):
+        if mode == "stdin":
             log.warning("input mode %r is not served by the agent; producers use the socket%s", mode,
                         " or tcp" if address(settings) else "")
 
@@ -228,6 +233,21 @@ class Agent:
                 listener.close()
             raise StartupError(getattr(error, "code", EX_TEMPFAIL), str(error)) from None
         return unix, tcp, health
+
+    def _retail(self, settings: Settings) -> None:
+        """Start, re-point or idle the file tail (it needs the open spool; reloading it cannot fail)."""
+        paths = file_tail.patterns(settings)
+        assert self._producers is not None
+        if self._tail is not None:
+            self._tail.set_paths(paths)
+            self._tail.intake = self._producers.intake
+        elif paths:
+            self._tail = FileTail(paths, self.spool, self.stats, self._producers.intake)
+            self._tail.start()
+
+    def file_figures(self) -> List[dict]:
+        """The tailed files, for ``/status``."""
+        return self._tail.figures() if self._tail is not None else []
 
     def _unix_for(self, settings: Settings) -> Optional[UnixSource]:
         old = self._unix
@@ -321,6 +341,7 @@ class Agent:
                 old.close()
         self._unix, self._tcp, self._health = unix, tcp, health
         self._producers.intake = Intake(settings.attribution)
+        self._retail(settings)
         self.spool.set_limits(settings.spool_max_bytes, settings.spool_fsync)
         self._pump.reconfigure(settings)
         self.settings = settings
@@ -339,6 +360,8 @@ class Agent:
         for source in (self._unix, self._tcp):
             if source is not None:
                 source.close()
+        if self._tail is not None:
+            await self._tail.stop()
         if self._producers is not None:
             await self._producers.close(_PRODUCER_GRACE)
         if self._pump is not None and not pump.done():
@@ -357,6 +380,9 @@ class Agent:
             if listener is not None:
                 listener.close()
         self._unix = self._tcp = self._health = None
+        if self._tail is not None:
+            await self._tail.stop()
+            self._tail = None
         await self.spool.close()
 
 

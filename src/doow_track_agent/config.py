@@ -321,6 +321,8 @@ def resolve_paths(settings: Settings, base: str) -> Settings:
     source = settings.input
     if source and source.get("path"):
         source = {**source, "path": resolve(source["path"])}
+    if source and source.get("paths"):
+        source = {**source, "paths": [resolve(path) for path in source["paths"]]}
     return replace(settings, socket_path=resolve(settings.socket_path), spool_dir=resolve(settings.spool_dir),
                    log_file=resolve(settings.log_file), pidfile=resolve(settings.pidfile), input=source,
                    source=resolve(settings.source))

@@ -40,6 +40,8 @@ class Observed(Protocol):
     stopping: bool
     reload_state: dict
 
+    def file_figures(self) -> List[dict]: ...
+
 
 def _iso(epoch: Optional[float]) -> Optional[str]:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) if epoch is not None else None
@@ -73,7 +75,7 @@ def status_document(agent: Observed) -> dict:
         "last_success": _iso(stats.last_success), "last_error": stats.last_error,
         "key_rejected": stats.key_rejected,
         "not_ready": reasons, "reload": agent.reload_state,
-        "config": settings.source, "socket": settings.socket_path,
+        "config": settings.source, "socket": settings.socket_path, "files": agent.file_figures(),
     }
 
 

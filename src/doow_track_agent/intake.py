@@ -163,8 +163,12 @@ class Intake:
         self.stale_replays = 0
         self._clock = wire.Clock()
 
-    def accept(self, raw: bytes, line: int) -> Union[Accepted, Invalid, None]:
-        """Judge one line; None for a blank line (blank lines are not errors)."""
+    def accept(self, raw: bytes, line: int, event_id: Optional[str] = None) -> Union[Accepted, Invalid, None]:
+        """Judge one line; None for a blank line (blank lines are not errors).
+
+        ``event_id`` is the id the event gets when the line has none (a tailed
+        file derives one from the line's place, so a re-read gets it again).
+        """
         raw = raw.strip()
         if not raw:
             return None
@@ -178,9 +182,10 @@ class Intake:
             return Invalid(line, "$", f"invalid JSON: {exc}", "json")
         except RecursionError:
             return Invalid(line, "$", "invalid JSON: nested too deeply", "json")
-        return self.accept_event(event, raw, line)
+        return self.accept_event(event, raw, line, event_id)
 
-    def accept_event(self, event: Any, raw: bytes, line: int) -> Union[Accepted, Invalid]:
+    def accept_event(self, event: Any, raw: bytes, line: int,
+                     event_id: Optional[str] = None) -> Union[Accepted, Invalid]:
         """Judge an already-parsed event (``raw`` is its text, for the secret scan)."""
         if not precheck(event):
             found = problems("event", event)
@@ -194,10 +199,10 @@ class Intake:
         oversized = policy.size_problem(event)
         if oversized:
             return Invalid(line, oversized[0], oversized[1], "size")
-        return self._enrich(event)
+        return self._enrich(event, event_id)
 
-    def _enrich(self, event: dict) -> Accepted:
-        event_id = event.get("event_id") or wire.new_uuid4()
+    def _enrich(self, event: dict, default_id: Optional[str]) -> Accepted:
+        event_id = event.get("event_id") or default_id or wire.new_uuid4()
         stamp = event.get("timestamp")
         if stamp:
             moment = parse_rfc3339(stamp)

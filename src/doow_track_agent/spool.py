@@ -14,6 +14,9 @@ Why this shape:
   spooled events cost the agent no Python memory.  Rows are leased in id
   order through a cursor; ids are assigned by the writer in commit order, so
   "every id up to the last committed one" is exactly what the pump may see.
+* A tailed file's checkpoint is a row committed in the same transaction as
+  the events read up to it: after a crash either both are there or neither
+  is, so the file tail resumes with no line spooled twice and none skipped.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from collections import deque
 from typing import Any, Callable, Deque, List, NamedTuple, Optional, Sequence, Tuple
 
 from doow_track_agent.delivery import Queued
-from doow_track_agent.intake import Accepted
+from doow_track_agent.intake import DEDUP_WINDOW_SECONDS, Accepted
 from doow_track_agent.stats import Stats
 from doow_track_agent.wire import BATCH_OVERHEAD
 
@@ -46,6 +49,10 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, body BLOB NOT NULL, added REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY, event_id TEXT NOT NULL, body BLOB NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    dev INTEGER NOT NULL, ino INTEGER NOT NULL, fingerprint TEXT NOT NULL, epoch INTEGER NOT NULL,
+    offset INTEGER NOT NULL, line INTEGER NOT NULL, tail TEXT NOT NULL, path TEXT NOT NULL,
+    PRIMARY KEY (dev, ino));
 """
 
 
@@ -79,12 +86,30 @@ def _synchronous(fsync: str) -> str:
     return "FULL" if fsync == "batch" else "NORMAL"
 
 
+class Checkpoint(NamedTuple):
+    """How far a tailed file is spooled: its identity, and the end of its last complete line read.
+
+    ``tail`` is a hash of the bytes just before ``offset``: if they changed, the
+    file was rewritten in place (copy-truncate) even when it grew past the offset.
+    """
+
+    dev: int
+    ino: int
+    fingerprint: str
+    epoch: int
+    offset: int
+    line: int
+    tail: str
+    path: str
+
+
 class _Op(NamedTuple):
     """One unit of work for the writer thread; ``done`` runs in the loop with the error, if any."""
 
-    kind: str  # append | delete | dead | sync
+    kind: str  # append | delete | dead | sync | forget
     rows: Sequence[Any]
     done: Optional[Callable[[Optional[BaseException], int], None]]
+    checkpoint: Optional[Checkpoint] = None
 
 
 class _Writer(threading.Thread):
@@ -146,6 +171,10 @@ class _Writer(threading.Thread):
     def _apply(self, conn: sqlite3.Connection, op: _Op) -> int:
         """Run one op inside the open transaction; returns the last id appended (appends only)."""
         if op.kind == "append":
+            if op.checkpoint is not None:
+                conn.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?)", op.checkpoint)
+            if not op.rows:
+                return 0
             # Accepted rows bind as they are: no per-event Python work in this thread, which would
             # hold the GIL against the event loop.  AUTOINCREMENT ids only grow, even when every
             # row was delivered and deleted, so the lease cursor never skips a new row.
@@ -160,6 +189,8 @@ class _Writer(threading.Thread):
             conn.executemany("DELETE FROM events WHERE id = ?", [(q.ref,) for q, _ in op.rows])
         elif op.kind == "sync":
             conn.execute(f"PRAGMA synchronous={op.rows[0]}")
+        elif op.kind == "forget":
+            conn.executemany("DELETE FROM checkpoints WHERE dev = ? AND ino = ?", op.rows)
         return 0
 
 
@@ -224,8 +255,18 @@ class Spool:
         if stored:
             self._groups.append((last_id, _OVERDUE))
             log.info("spool holds %d undelivered event(s); delivering them first", stored)
+            self._warn_stale(conn)
         self._writer = _Writer(path, _synchronous(self._fsync), asyncio.get_running_loop())
         self._writer.start()
+
+    @staticmethod
+    def _warn_stale(conn: sqlite3.Connection) -> None:
+        """Events spooled longer ago than the API's de-duplication window may be counted twice if resent."""
+        stale = conn.execute("SELECT COUNT(*) FROM events WHERE added < ?",
+                             (time.time() - DEDUP_WINDOW_SECONDS,)).fetchone()[0]
+        if stale:
+            log.warning("%d spooled event(s) are over 24 h old, beyond the API's de-duplication window: any of "
+                        "them already delivered before a crash may be counted twice; delivering them now", stale)
 
     async def close(self) -> None:
         """Let the writer commit what is queued (deletes of delivered events), then stop it."""
@@ -246,14 +287,31 @@ class Spool:
 
     # -- producers ----------------------------------------------------------------
 
-    def append(self, events: Sequence[Accepted]) -> Tuple[int, "asyncio.Future[None]"]:
+    def append(self, events: Sequence[Accepted],
+               checkpoint: Optional[Checkpoint] = None) -> Tuple[int, "asyncio.Future[None]"]:
         """Queue events for the next group commit; returns how many fit and a future for them.
 
         The bytes are reserved now, so concurrent producers cannot overshoot
         ``maxBytes`` together; the events beyond the limit get SpoolFull from
         the caller, in order, and nothing already spooled is ever dropped.
+        A ``checkpoint`` covers all of its events or none of them: it is
+        committed with them, and not at all (0 fitting) if any does not fit.
         """
         future: "asyncio.Future[None]" = asyncio.get_running_loop().create_future()
+        fitting, reserved = self._fit(events)
+        if checkpoint is not None and fitting < len(events):
+            fitting, reserved = 0, 0
+        if (not fitting and checkpoint is None) or self._writer is None:
+            future.set_result(None)
+            return 0, future
+        self._bytes += reserved
+        accepted = list(events[:fitting])
+        self._writer.submit(_Op("append", accepted, lambda error, last_id: self._appended(
+            future, len(accepted), reserved, error, last_id), checkpoint))
+        return fitting, future
+
+    def _fit(self, events: Sequence[Accepted]) -> Tuple[int, int]:
+        """How many of ``events`` fit under ``maxBytes``, and their bytes."""
         fitting, reserved = 0, 0
         for event in events:
             size = row_size(event)
@@ -262,14 +320,7 @@ class Spool:
                 break
             fitting += 1
             reserved += size
-        if not fitting or self._writer is None:
-            future.set_result(None)
-            return 0, future
-        self._bytes += reserved
-        accepted = list(events[:fitting])
-        self._writer.submit(_Op("append", accepted, lambda error, last_id: self._appended(
-            future, len(accepted), reserved, error, last_id)))
-        return fitting, future
+        return fitting, reserved
 
     def _appended(self, future: "asyncio.Future[None]", count: int, size: int,
                   error: Optional[BaseException], last_id: int) -> None:
@@ -278,14 +329,29 @@ class Spool:
             if not future.done():
                 future.set_exception(error)
             return
+        if not future.done():
+            future.set_result(None)
+        if not count:
+            return  # a checkpoint over invalid or blank lines only
         self._stored += count
         self._pending += count
         self._committed = last_id
         self._groups.append((last_id, time.monotonic()))
         self.stats.accepted += count
-        if not future.done():
-            future.set_result(None)
         self.changed.set()
+
+    # -- file tail checkpoints ---------------------------------------------------------
+
+    def checkpoints(self) -> List[Checkpoint]:
+        """Every committed checkpoint (read at the tail's start)."""
+        assert self._reader is not None
+        return [Checkpoint(*row) for row in self._reader.execute(
+            "SELECT dev, ino, fingerprint, epoch, offset, line, tail, path FROM checkpoints")]
+
+    def forget_checkpoints(self, identities: Sequence[Tuple[int, int]]) -> None:
+        """Drop the checkpoints of files that no longer exist."""
+        if identities and self._writer is not None:
+            self._writer.submit(_Op("forget", list(identities), None))
 
     # -- the Queue protocol (for the pump) ----------------------------------------
 

@@ -1,6 +1,7 @@
 """Where raw lines come from: stdin, the agent's socket, TCP, tailed files.
 
-This module holds what the agent's stream sources (Unix socket, TCP) share:
+This module holds what the agent's stream sources (Unix socket, TCP) share
+(and the backpressure the file tail shares with them):
 the NDJSON request/reply protocol with local producers.  A producer writes
 event lines; it gets one reply line per non-blank input line, in order, and
 only once the event is committed to the spool:
@@ -56,6 +57,20 @@ def _reply_error(line: int, error: str, kind: str) -> bytes:
 
 def _invalid_reply(invalid: Invalid) -> bytes:
     return _reply_error(invalid.line, f"{invalid.path}: {invalid.message}", invalid.kind)
+
+
+async def pace(spool: Spool, stats: Stats) -> None:
+    """Backpressure while deliveries work but fall behind: wait (bounded) for the pump to catch up.
+
+    Intake and delivery share one event loop; unpaced, a flood of producers
+    (or a long file) would take the loop and the backlog would only grow.
+    During an outage (deliveries failing, key rejected) nothing waits:
+    absorbing the outage is what the spool is for.
+    """
+    waited = 0.0
+    while spool.pending()[0] > HIGH_WATER and stats.healthy and waited < PACE_LIMIT:
+        await asyncio.sleep(PACE_STEP)
+        waited += PACE_STEP
 
 
 class _Chunk(NamedTuple):
@@ -122,7 +137,7 @@ class Producers:
         while not self.closing:
             data = await reader.read(READ_SIZE)
             conn.busy = True  # from here until the chunk is queued for its reply, never cancelled
-            await self._pace()
+            await pace(self.spool, self.stats)
             lines = splitter.feed(data) if data else splitter.finish()
             if not authenticated and lines:
                 authenticated = self._check_token(lines.pop(0)[1], token or "")
@@ -152,19 +167,6 @@ class Producers:
             except ConnectionError as exc:
                 log.debug("%s: connection lost before its replies: %s", origin, exc)
                 broken = True
-
-    async def _pace(self) -> None:
-        """Backpressure while deliveries work but fall behind: wait (bounded) for the pump to catch up.
-
-        Intake and delivery share one event loop; unpaced, a flood of
-        producers would take the loop and the backlog would only grow.
-        During an outage (deliveries failing, key rejected) nothing waits:
-        absorbing the outage is what the spool is for.
-        """
-        waited = 0.0
-        while self.spool.pending()[0] > HIGH_WATER and self.stats.healthy and waited < PACE_LIMIT:
-            await asyncio.sleep(PACE_STEP)
-            waited += PACE_STEP
 
     @staticmethod
     def _check_token(line: bytes, token: str) -> bool:

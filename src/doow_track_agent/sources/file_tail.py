@@ -1,0 +1,403 @@
+"""The file tail source: NDJSON files that other programs append to, read exactly once across restarts.
+
+How "exactly once" holds:
+
+* Position: a file's checkpoint (device, inode, a fingerprint of its first
+  line, the offset just past the last complete line read, and a hash of the
+  bytes before that offset) is committed in the same spool transaction as the
+  events of the lines it covers.  After ``kill -9`` both are there or neither
+  is, and reading resumes at the committed offset.
+* Identity: a tailed line's ``event_id`` (unless the line brings its own) is a
+  UUIDv5 of the file's fingerprint, the line's offset and its bytes.  If a
+  checkpoint is ever lost, re-reading produces the same ids, which the API
+  de-duplicates: a lost checkpoint costs duplicates on the wire, never a
+  double count.
+* Rotation by rename: the open descriptor keeps the old file; it is read to
+  its end before it is closed, and the new file at the path is read from its
+  start.  After a restart, a file rotated away with lines still unread is
+  found again by its device and inode in the directory it was in.
+* Copy-truncate: the file shrinking below the offset, or the bytes before the
+  offset changing (rewritten past the old size while the agent was down),
+  means new content: it is read from its start.  New content with the same
+  first line as the old gets a new ``epoch`` in its fingerprint, so its lines
+  cannot take the ids of the old ones.
+
+A partial last line is never read until its newline arrives.  Invalid lines
+are logged as ``path:line`` and skipped, and still covered by the checkpoint.
+Polling (a few times a second) rather than inotify: stdlib only, and it
+works the same on every filesystem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import hashlib
+import logging
+import os
+import time
+import uuid
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from doow_track_agent.config import Settings
+from doow_track_agent.intake import Accepted, Intake, Invalid
+from doow_track_agent.policy import MAX_LINE_BYTES
+from doow_track_agent.sources import pace
+from doow_track_agent.spool import Checkpoint, Spool, SpoolError
+from doow_track_agent.stats import Stats
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2
+BLOCK = 256 * 1024
+FINGERPRINT_BYTES = 1024
+TAIL_BYTES = 64
+ROTATED_GRACE = 5.0      # seconds a rotated-away file stays open at its end for late writes
+RETRY_SECONDS = 1.0      # after a spool error or a full spool
+_NAMESPACE = uuid.UUID("6f1c52c4-0d55-4d0c-9a0e-9c1b2d7f4e61")
+_MAGIC = frozenset("*?[")
+
+Identity = Tuple[int, int]  # (st_dev, st_ino)
+
+
+def patterns(settings: Settings) -> List[str]:
+    """The paths (each possibly a glob) that ``input: {"mode": "file"}`` asks to tail."""
+    source = settings.input or {}
+    if source.get("mode") != "file":
+        return []
+    return ([source["path"]] if source.get("path") else []) + list(source.get("paths") or [])
+
+
+def line_event_id(key: str, offset: int, raw: bytes) -> str:
+    """The id a line gets wherever and however often it is read: its file, its place, its bytes."""
+    return str(uuid.uuid5(_NAMESPACE, f"{key}:{offset}:{hashlib.sha256(raw).hexdigest()}"))
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def _fingerprint(fd: int) -> Optional[str]:
+    """A hash of the first line (at most 1 KiB); None until that much is written."""
+    head = os.pread(fd, FINGERPRINT_BYTES, 0)
+    end = head.find(b"\n")
+    if end < 0 and len(head) < FINGERPRINT_BYTES:
+        return None
+    return _digest(head if end < 0 else head[:end + 1])
+
+
+def _tail_hash(fd: int, offset: int) -> str:
+    start = max(0, offset - TAIL_BYTES)
+    return _digest(os.pread(fd, offset - start, start))
+
+
+class _File:
+    """One open file and how far it is spooled (the committed checkpoint)."""
+
+    def __init__(self, fd: int, path: str, identity: Identity, fingerprint: str) -> None:
+        self.fd = fd
+        self.path = path
+        self.identity = identity
+        self.fingerprint = fingerprint
+        self.epoch = 0
+        self.offset = 0
+        self.line = 0
+        self.tail = _tail_hash(fd, 0)
+        self.matched = True          # still at one of the configured paths (False: rotated away)
+        self.idle_since = time.monotonic()
+        self.scanned = 0             # an overlong line: how far its newline was looked for
+
+    @property
+    def key(self) -> str:
+        """What event ids derive from: the fingerprint, and the epoch once content was replaced."""
+        return self.fingerprint if not self.epoch else f"{self.fingerprint}+{self.epoch}"
+
+    def checkpoint(self, offset: int, line: int) -> Checkpoint:
+        return Checkpoint(self.identity[0], self.identity[1], self.fingerprint, self.epoch, offset, line,
+                          _tail_hash(self.fd, offset), self.path)
+
+    def resume(self, saved: Checkpoint) -> None:
+        """Continue where ``saved`` stopped, unless the content is not the one it describes."""
+        size = os.fstat(self.fd).st_size
+        if saved.fingerprint == self.fingerprint and saved.offset <= size \
+                and saved.tail == _tail_hash(self.fd, saved.offset):
+            self.epoch, self.offset, self.line, self.tail = saved.epoch, saved.offset, saved.line, saved.tail
+            return
+        self.restart(saved.fingerprint, saved.epoch)
+        if saved.offset:
+            log.warning("%s was rewritten since its checkpoint (copy-truncate?): reading it from the start",
+                        self.path)
+
+    def restart(self, old_fingerprint: str, old_epoch: int) -> None:
+        """New content in the same file: from the start, with a new epoch if it starts like the old."""
+        self.epoch = old_epoch + 1 if old_fingerprint == self.fingerprint else 0
+        self.offset = self.line = self.scanned = 0
+        self.tail = _tail_hash(self.fd, 0)
+
+    def advance(self, checkpoint: Checkpoint) -> None:
+        """The checkpoint is committed: this is where reading goes on."""
+        self.offset, self.line, self.tail = checkpoint.offset, checkpoint.line, checkpoint.tail
+        self.scanned = 0
+        self.idle_since = time.monotonic()
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class FileTail:
+    """Polls the configured paths and spools every complete line of every file exactly once."""
+
+    def __init__(self, paths: Sequence[str], spool: Spool, stats: Stats, intake: Intake,
+                 poll: float = POLL_SECONDS) -> None:
+        self.paths = list(paths)
+        self.spool = spool
+        self.stats = stats
+        self.intake = intake
+        self.poll = poll
+        self._files: Dict[Identity, _File] = {}
+        self._saved: Dict[Identity, Checkpoint] = {}
+        self._stop = asyncio.Event()
+        self._task: Optional["asyncio.Future[None]"] = None
+        self._paused = False
+
+    # -- life cycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        self._saved = {(row.dev, row.ino): row for row in self.spool.checkpoints()}
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        """Stop after the chunk being committed, if any; close every file."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        for tailed in self._files.values():
+            tailed.close()
+        self._files.clear()
+
+    def set_paths(self, paths: Sequence[str]) -> None:
+        """Reload: files no longer matched are finished like rotated ones, new paths picked up."""
+        self.paths = list(paths)
+
+    def figures(self) -> List[dict]:
+        """One entry per open file, for ``/status``."""
+        out = []
+        for tailed in self._files.values():
+            try:
+                size = os.fstat(tailed.fd).st_size
+            except OSError:
+                size = None
+            out.append({"path": tailed.path, "offset": tailed.offset, "size": size, "line": tailed.line,
+                        "rotated": not tailed.matched})
+        return out
+
+    async def _run(self) -> None:
+        self._recover()
+        while not self._stop.is_set():
+            try:
+                self._discover()
+                await self._read_all()
+                self._close_finished()
+            except OSError as error:  # a file vanished or became unreadable between two calls
+                log.warning("file tail: %s", error)
+            except Exception:  # a bug here must not silently end the source: log it, poll again
+                log.exception("file tail: unexpected error; polling again")
+            await self._sleep(self.poll)
+
+    # -- which files ----------------------------------------------------------------
+
+    def _matches(self) -> List[str]:
+        found: List[str] = []
+        for pattern in self.paths:
+            found += sorted(glob.glob(pattern)) if _MAGIC & set(pattern) else [pattern]
+        return found
+
+    def _recover(self) -> None:
+        """Files with a checkpoint that were rotated away while the agent was down: finish them."""
+        directories = {os.path.dirname(path) for path in self.paths}
+        at_paths = set()
+        for path in self._matches():
+            try:
+                status = os.stat(path)
+            except OSError:
+                continue
+            at_paths.add((status.st_dev, status.st_ino))
+        gone = []
+        for identity, saved in self._saved.items():
+            if identity in at_paths:
+                continue
+            path = self._find(identity, directories | {os.path.dirname(saved.path)})
+            if path is None:
+                gone.append(identity)
+            else:
+                tailed = self._open(path, identity)
+                if tailed is not None:
+                    tailed.matched = False
+                    log.info("finishing %s (rotated from %s while the agent was stopped)", path, saved.path)
+        for identity in gone:
+            del self._saved[identity]
+        self.spool.forget_checkpoints(gone)
+
+    @staticmethod
+    def _find(identity: Identity, directories: set) -> Optional[str]:
+        for directory in sorted(directories):
+            try:
+                entries = list(os.scandir(directory or "."))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    status = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if (status.st_dev, status.st_ino) == identity and entry.is_file(follow_symlinks=False):
+                    return entry.path
+        return None
+
+    def _discover(self) -> None:
+        """Open files that appeared at the configured paths; mark the ones that moved away."""
+        present = set()
+        for path in self._matches():
+            try:
+                status = os.stat(path)
+            except OSError:
+                continue
+            identity = (status.st_dev, status.st_ino)
+            present.add(identity)
+            tailed = self._files.get(identity)
+            if tailed is None:
+                tailed = self._open(path, identity)
+            if tailed is not None:
+                tailed.path, tailed.matched = path, True
+        for identity, tailed in self._files.items():
+            if identity not in present and tailed.matched:
+                tailed.matched = False
+                tailed.idle_since = time.monotonic()
+                log.info("%s was rotated away: reading the rest of it", tailed.path)
+
+    def _open(self, path: str, identity: Identity) -> Optional[_File]:
+        """Start tailing a file once its first line is complete (its fingerprint needs it)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as error:
+            log.warning("cannot open %s: %s", path, error.strerror)
+            return None
+        status = os.fstat(fd)
+        fingerprint = _fingerprint(fd)
+        if (status.st_dev, status.st_ino) != identity or fingerprint is None:
+            os.close(fd)  # replaced in between, or no complete first line yet: next poll
+            return None
+        tailed = _File(fd, path, identity, fingerprint)
+        saved = self._saved.get(identity)
+        if saved is not None:
+            tailed.resume(saved)
+        self._files[identity] = tailed
+        log.info("tailing %s from offset %d (line %d)", path, tailed.offset, tailed.line + 1)
+        return tailed
+
+    def _close_finished(self) -> None:
+        """Rotated-away files at their end and quiet for a while are done."""
+        now = time.monotonic()
+        for identity, tailed in list(self._files.items()):
+            if not tailed.matched and now - tailed.idle_since > ROTATED_GRACE \
+                    and os.fstat(tailed.fd).st_size <= tailed.offset:
+                log.info("finished %s at line %d", tailed.path, tailed.line)
+                tailed.close()
+                del self._files[identity]
+
+    # -- reading --------------------------------------------------------------------
+
+    async def _read_all(self) -> None:
+        """Rotated-away files first: the old file is finished before the new one is read."""
+        for tailed in sorted(self._files.values(), key=lambda item: item.matched):
+            while not self._stop.is_set() and await self._read_chunk(tailed):
+                pass
+
+    async def _read_chunk(self, tailed: _File) -> bool:
+        """Spool the next block of complete lines with its checkpoint; False when nothing more now."""
+        if not self._same_content(tailed):
+            return False
+        data = os.pread(tailed.fd, BLOCK, tailed.offset)
+        end = data.rfind(b"\n") + 1
+        if end:
+            accepted, line = self._judge(tailed, data[:end])
+            return await self._commit(tailed, accepted, tailed.offset + end, line)
+        if len(data) <= MAX_LINE_BYTES:
+            return False  # a partial last line: wait for its newline
+        newline = self._find_newline(tailed, tailed.offset + len(data))
+        if newline is None:
+            return False
+        accepted, line = self._judge(tailed, data[:MAX_LINE_BYTES + 1] + b"\n")  # reported as too long
+        return await self._commit(tailed, accepted, newline + 1, line)
+
+    def _same_content(self, tailed: _File) -> bool:
+        """False while there is nothing to read; restarts the file when it was truncated or rewritten."""
+        size = os.fstat(tailed.fd).st_size
+        if size == tailed.offset:
+            return False
+        if size > tailed.offset and (not tailed.offset or _tail_hash(tailed.fd, tailed.offset) == tailed.tail):
+            return True
+        fingerprint = _fingerprint(tailed.fd)
+        if fingerprint is None:
+            return False  # new content without a complete first line yet
+        old_fingerprint, old_epoch = tailed.fingerprint, tailed.epoch
+        tailed.fingerprint = fingerprint
+        tailed.restart(old_fingerprint, old_epoch)
+        log.warning("%s was truncated or rewritten (copy-truncate?): reading it from the start", tailed.path)
+        return True
+
+    @staticmethod
+    def _find_newline(tailed: _File, start: int) -> Optional[int]:
+        """Where an overlong line ends, looking one block at a time (memory stays bounded)."""
+        position = max(start, tailed.scanned)
+        while True:
+            block = os.pread(tailed.fd, BLOCK, position)
+            found = block.find(b"\n")
+            if found >= 0:
+                return position + found
+            if not block:
+                tailed.scanned = position
+                return None
+            position += len(block)
+
+    def _judge(self, tailed: _File, chunk: bytes) -> Tuple[List[Accepted], int]:
+        """The events of complete lines (``chunk`` ends with a newline); invalid lines are logged."""
+        accepted: List[Accepted] = []
+        intake, key, path = self.intake, tailed.key, tailed.path
+        offset, line = tailed.offset, tailed.line
+        for raw in chunk[:-1].split(b"\n"):
+            line += 1
+            verdict = intake.accept(raw, line, line_event_id(key, offset, raw))
+            offset += len(raw) + 1
+            if isinstance(verdict, Invalid):
+                self.stats.invalid += 1
+                log.warning("%s:%d: %s: %s (line skipped)", path, line, verdict.path, verdict.message)
+            elif verdict is not None:
+                accepted.append(verdict)
+        return accepted, line
+
+    async def _commit(self, tailed: _File, accepted: List[Accepted], offset: int, line: int) -> bool:
+        """Spool the events with the checkpoint past them, in one transaction; False to retry later."""
+        await pace(self.spool, self.stats)
+        checkpoint = tailed.checkpoint(offset, line)
+        fitting, committed = self.spool.append(accepted, checkpoint)
+        try:
+            if fitting < len(accepted):
+                raise SpoolError("spool full (spool.maxBytes): file reading paused until deliveries free space")
+            await committed
+        except SpoolError as error:
+            if not self._paused:
+                log.error("%s: %s; retrying from line %d", tailed.path, error, tailed.line + 1)
+                self._paused = True
+            await self._sleep(RETRY_SECONDS)
+            return False
+        self._paused = False
+        tailed.advance(checkpoint)
+        self._saved[tailed.identity] = checkpoint
+        return True
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
