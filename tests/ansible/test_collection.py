@@ -14,7 +14,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from doow_fleet import COLLECTION, REPO, VENV_BIN
 
 MODULES = ("install", "config", "service", "health", "event")

@@ -460,16 +460,22 @@ def main():
         module.exit_json(**result)
 
     if p['wheel']:
-        if not os.path.isfile(p['wheel']):
-            module.fail_json(msg='wheel=%s does not exist on the target' % p['wheel'])
         wv = wheel_version(p['wheel'])
+        if not os.path.isfile(p['wheel']):
+            if module.check_mode and wv:
+                # A play copies the wheel in an earlier task, which check mode skipped.
+                result.update(changed=previous != wv, version=wv,
+                              msg='wheel %s is not on the host yet (check mode)' % p['wheel'],
+                              diff=dict(before={'current': previous}, after={'current': wv}))
+                module.exit_json(**result)
+            module.fail_json(msg='wheel=%s does not exist on the target' % p['wheel'])
         if not wv:
             module.fail_json(msg='cannot read a version from the wheel file name %s' % p['wheel'])
         if p['version'] and p['version'] != wv:
             module.fail_json(msg='version=%s but the wheel %s is version %s' % (p['version'], p['wheel'], wv))
     else:
         wv = None
-    if p['wheelhouse'] and not os.path.isdir(p['wheelhouse']):
+    if p['wheelhouse'] and not os.path.isdir(p['wheelhouse']) and not module.check_mode:
         module.fail_json(msg='wheelhouse=%s is not a directory on the target' % p['wheelhouse'])
 
     identity = python_identity(module, inst.python)

@@ -219,3 +219,11 @@ def test_default_python_is_module_interpreter(tmp_path, module_env, host, runner
     run_module(install.main, dict(prefix=str(tmp_path / 'opt'), version='0.1.0'))
     venv_calls = [c for c in runner.commands() if c[1:3] == ['-m', 'venv']]
     assert venv_calls[0][0] == sys.executable
+
+
+def test_check_mode_before_the_wheel_was_copied(tmp_path, module_env, host):
+    args = dict(prefix=str(tmp_path / 'o'), wheel=str(tmp_path / 'doow_track_agent-0.1.0-py3-none-any.whl'),
+                wheelhouse=str(tmp_path / 'wh'))
+    result, failed = run_module(install.main, args, check_mode=True)
+    assert not failed and result['changed'] and result['version'] == '0.1.0'
+    assert not os.path.exists(str(tmp_path / 'o')) and host.pip_calls == []
