@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 DB_NAME = "spool.sqlite3"
 ROW_OVERHEAD = 64  # bytes counted per row beyond the body: ids, timestamps, b-tree cells
 _MAX_GROUP = 20000
+_REMOVE_RETRY_SECONDS = 1.0
+_FORMAT = 1  # the spool's schema version, in SQLite's user_version
 _OVERDUE = -1e12
 _NOW = "(julianday('now') - 2440587.5) * 86400.0"  # Unix time, computed by SQLite  # an "added" time that makes restored or released events due at once
 
@@ -242,6 +244,9 @@ class Spool:
             path = db_path(self.directory)
             conn = connect(path, _synchronous(self._fsync))
             conn.executescript(_SCHEMA)
+            # A real write now: on a read-only mount SQLite opens and reads fine, and would
+            # only fail at the first event.  Refusing to start says so at once.
+            conn.execute(f"PRAGMA user_version = {_FORMAT}")
             stored, size, last_id = conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(LENGTH(body) + LENGTH(event_id)), 0), COALESCE(MAX(id), 0)"
                 " FROM events").fetchone()
@@ -419,13 +424,21 @@ class Spool:
         self._pending += len(events)
         self.changed.set()
 
-    def _remove(self, kind: str, rows: list, events: List[Queued]) -> None:
+    def _remove(self, kind: str, rows: list, events: List[Queued], retry: bool = False) -> None:
+        """Delete answered events; a failed delete (disk full) is retried until it commits.
+
+        Until then the rows stay in the table, so a crash meanwhile only sends them again
+        with the same event_ids; retrying frees their space as soon as the disk allows.
+        """
         size = sum(len(event.body) + len(event.event_id) + ROW_OVERHEAD for event in events)
         dead = len(rows) if kind == "dead" else 0
 
         def done(error: Optional[BaseException], _: int) -> None:
             if error is not None:
-                log.error("%s; %d delivered event(s) stay in the spool and may be sent again", error, len(rows))
+                if not retry:
+                    log.error("%s; %d delivered event(s) stay in the spool until their removal commits "
+                              "(retried every %.0fs)", error, len(rows), _REMOVE_RETRY_SECONDS)
+                asyncio.get_running_loop().call_later(_REMOVE_RETRY_SECONDS, self._remove, kind, rows, events, True)
                 return
             self._stored -= len(rows)
             self._bytes -= size

@@ -184,10 +184,12 @@ class Load:
     """Producers sending in background threads until stopped; records every acknowledged event_id."""
 
     def __init__(self, agent: AgentUnderTest, producers: int, batch: int = 50,
-                 event: Optional[dict] = None) -> None:
+                 event: Optional[dict] = None, interval: float = 0.0) -> None:
         self.agent = agent
         self.batch = batch
         self.event = event or EVENT
+        self.interval = interval   # seconds between a producer's batches: a steady rate instead of a flood
+        self.sent = 0              # lines written, acknowledged or not
         self.acked: List[str] = []
         self.refused: List[dict] = []
         self.errors: List[BaseException] = []
@@ -216,10 +218,13 @@ class Load:
             return
         try:
             while not self._stop.is_set():
+                with self._lock:
+                    self.sent += self.batch
                 replies = producer.send([self.event] * self.batch)
                 with self._lock:
                     self.acked.extend(reply["event_id"] for reply in replies if reply["ok"])
                     self.refused.extend(reply for reply in replies if not reply["ok"])
+                self._stop.wait(self.interval)
         except (OSError, ValueError) as error:
             self.errors.append(error)  # the agent went away mid-send: unacknowledged lines are not counted
         finally:
