@@ -468,14 +468,16 @@ def main():
                               msg='wheel %s is not on the host yet (check mode)' % p['wheel'],
                               diff=dict(before={'current': previous}, after={'current': wv}))
                 module.exit_json(**result)
-            module.fail_json(msg='wheel=%s does not exist on the target' % p['wheel'])
+            if not (wv and previous == wv and inst.marker(wv)):
+                module.fail_json(msg='wheel=%s does not exist on the target' % p['wheel'])
+            # Already installed and current: the wheel is not needed (checked below).
         if not wv:
             module.fail_json(msg='cannot read a version from the wheel file name %s' % p['wheel'])
         if p['version'] and p['version'] != wv:
             module.fail_json(msg='version=%s but the wheel %s is version %s' % (p['version'], p['wheel'], wv))
     else:
         wv = None
-    if p['wheelhouse'] and not os.path.isdir(p['wheelhouse']) and not module.check_mode:
+    if p['wheelhouse'] and not os.path.isdir(p['wheelhouse']) and not module.check_mode and previous != wv:
         module.fail_json(msg='wheelhouse=%s is not a directory on the target' % p['wheelhouse'])
 
     identity = python_identity(module, inst.python)
@@ -489,6 +491,9 @@ def main():
         target = inst.resolve_latest(identity)
 
     need_build = not inst.venv_healthy(target, identity)
+    if need_build and p['wheel'] and not os.path.isfile(p['wheel']) and not module.check_mode:
+        module.fail_json(msg='the virtualenv of %s must be (re)built but wheel=%s does not exist on the target'
+                         % (target, p['wheel']))
     need_switch = previous != target
     if need_build or need_switch:
         result['changed'] = True

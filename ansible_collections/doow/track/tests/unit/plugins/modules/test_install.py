@@ -227,3 +227,15 @@ def test_check_mode_before_the_wheel_was_copied(tmp_path, module_env, host):
     result, failed = run_module(install.main, args, check_mode=True)
     assert not failed and result['changed'] and result['version'] == '0.1.0'
     assert not os.path.exists(str(tmp_path / 'o')) and host.pip_calls == []
+
+
+def test_missing_wheel_of_the_current_version_is_fine(tmp_path, module_env, host):
+    prefix = str(tmp_path / 'opt')
+    wheel, wh = _wheel(tmp_path)
+    run_module(install.main, dict(prefix=prefix, wheel=wheel, wheelhouse=wh))
+    os.unlink(wheel)
+    result, failed = run_module(install.main, dict(prefix=prefix, wheel=wheel, wheelhouse=wh))
+    assert not failed and not result['changed'] and result['version'] == '0.1.0'
+    host.python_version = [3, 12]
+    result, failed = run_module(install.main, dict(prefix=prefix, wheel=wheel, wheelhouse=wh))
+    assert failed and 'must be (re)built' in result['msg']
