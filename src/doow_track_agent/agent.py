@@ -107,6 +107,9 @@ def _preflight(settings: Settings) -> None:
     """What makes a config unusable for the agent beyond the schema (checked at start and reload)."""
     if not settings.api_key:
         raise StartupError(EX_CONFIG, "no API key: set apiKey in the config, DOOW_TRACK_API_KEY, or --api-key-file")
+    exposure = config.key_exposure(settings.source) if settings.source else None
+    if exposure:
+        raise StartupError(EX_CONFIG, f"{exposure}; the agent refuses to run with a key others can read")
     if (settings.input or {}).get("mode") == "file" and not file_tail.patterns(settings):
         raise StartupError(EX_CONFIG, "input.mode is file but neither input.path nor input.paths is set")
     listen = address(settings)

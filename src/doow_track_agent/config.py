@@ -150,17 +150,24 @@ def read_file(path: str) -> Tuple[dict, List[str]]:
     except ValueError as exc:
         raise ConfigError(path, [Problem("$", f"not valid JSON: {exc}")]) from None
     data = _checked(path, normalize(raw))
-    return data, _permission_warnings(path, data)
+    exposure = key_exposure(path, data)
+    return data, [exposure] if exposure else []
 
 
-def _permission_warnings(path: str, data: dict) -> List[str]:
+def key_exposure(path: str, data: Optional[dict] = None) -> Optional[str]:
+    """Why a config file holding a key is unsafe (other users can read or change it), or None.
+
+    Pipe mode and ``check`` warn with it; the agent, which holds the key for
+    as long as it runs, refuses to start (or reload) with such a file.
+    """
+    if not os.stat(path).st_mode & (stat.S_IROTH | stat.S_IWOTH):
+        return None
+    if data is None:
+        data = read_file(path)[0]
     if "apiKey" not in data:
-        return []
-    mode = os.stat(path).st_mode
-    if mode & (stat.S_IROTH | stat.S_IWOTH):
-        return [f"{path} holds an API key and is readable by other users; chmod 600 it "
-                "(or 640 with a dedicated group) or move the key to DOOW_TRACK_API_KEY"]
-    return []
+        return None
+    return (f"{path} holds an API key and is readable by other users; chmod 600 it "
+            "(or 640 with a dedicated group) or move the key to DOOW_TRACK_API_KEY")
 
 
 ENV_NAMES = {"$.apiKey": "DOOW_TRACK_API_KEY", "$.endpoint": "DOOW_TRACK_ENDPOINT",

@@ -15,7 +15,7 @@ import re
 import time
 from typing import Any, NamedTuple, Optional, Union
 
-from doow_track_agent import policy, wire
+from doow_track_agent import policy, redact, wire
 from doow_track_agent.validation import load_schema, parse_rfc3339, problems
 
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")
@@ -192,7 +192,8 @@ class Intake:
             if found:
                 path, message = found[0]
                 more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-                return Invalid(line, path, message + more, "schema")
+                # Schema messages quote the offending value, which may be a key pasted in the wrong field.
+                return Invalid(line, path, redact.scrub_keys(message) + more, "schema")
         secret = policy.find_secret(raw, event)
         if secret:
             return Invalid(line, secret[0], f"value looks like {secret[1]}; never send secrets as event data", "secret")

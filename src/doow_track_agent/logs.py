@@ -12,24 +12,18 @@ import json
 import logging
 import logging.handlers
 import os
-import re
 import sys
 import time
-from doow_track_agent.config import Settings
-from doow_track_agent.redact import mask_key
 
-_KEY = re.compile(r"dk_[A-Za-z0-9_-]+")
+from doow_track_agent.config import Settings
+from doow_track_agent.redact import scrub_keys
+
 _SYSLOG = "/dev/log"
 _FALLBACK_NAME = "agent.log"
 
 
 class LogSetupError(Exception):
     """The configured log destination cannot be opened."""
-
-
-def scrub_keys(text: str) -> str:
-    """Mask every key-shaped token in ``text``."""
-    return _KEY.sub(lambda match: mask_key(match.group(0)), text)
 
 
 def _utc(record: logging.LogRecord) -> str:

@@ -9,6 +9,7 @@ _UNSAFE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
 )
 MAX_SERVER_TEXT = 300
+_KEY = re.compile(r"dk_[A-Za-z0-9_-]+")
 
 
 def mask_key(key: Optional[str]) -> str:
@@ -28,3 +29,8 @@ def server_text(text: str, limit: int = MAX_SERVER_TEXT) -> str:
 def scrub(text: str, key: Optional[str]) -> str:
     """Replace every occurrence of the key in ``text`` by its masked form."""
     return text.replace(key, mask_key(key)) if key else text
+
+
+def scrub_keys(text: str) -> str:
+    """Mask every key-shaped token in ``text``: for text that may quote input nobody checked for keys."""
+    return _KEY.sub(lambda match: mask_key(match.group(0)), text)
