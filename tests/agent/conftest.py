@@ -134,7 +134,8 @@ class AgentUnderTest:
         pid = self.pid
         if pid:
             os.kill(pid, signum)
-            wait_for(lambda: not process_alive(pid), 30, "the agent to die")
+            # The pidfile lock goes with the last thread, which can outlive the (zombie) main thread.
+            wait_for(lambda: not process_alive(pid) and running_pid(self.pidfile) != pid, 30, "the agent to die")
 
     def cleanup(self) -> None:
         self.kill()

@@ -103,3 +103,22 @@ def test_rejected_events_move_to_dead_letters(tmp_path):
     assert [(letter.event_id, letter.reason) for letter in letters] == [("id-0", "unknown license")]
     assert spool_module.offline_figures(str(tmp_path), 10**9)["events"] == 0
     conn.close()
+
+
+def test_events_spooled_beyond_the_dedup_window_are_counted_in_a_warning(tmp_path, caplog):
+    async def spool_some():
+        spool = await opened(tmp_path)
+        await spool.append(events(5))[1]
+        await spool.close()
+
+    async def reopen():
+        spool = await opened(tmp_path)
+        await spool.close()
+
+    run(spool_some())
+    conn = spool_module.open_existing(str(tmp_path))
+    conn.execute("UPDATE events SET added = added - 25 * 3600 WHERE event_id IN ('id-0', 'id-1', 'id-2')")
+    conn.close()
+    caplog.set_level("WARNING")
+    run(reopen())
+    assert "3 spooled event(s) are over 24 h old" in caplog.text

@@ -36,12 +36,18 @@ def ledger(request) -> Iterator[FaultLedger]:
         ROWS.append(entry.row)
 
 
+def table(rows: List[dict]) -> List[str]:
+    """The fault table's lines (also printed by bench/soak.py)."""
+    lines = [f"{'fault':<52} {'iter':>5} {'sent':>8} {'acked':>8} {'stored':>8} {'dups':>6} {'lost':>5} {'secs':>7}"]
+    for row in rows:
+        lines.append(f"{row['fault'][:52]:<52} {row['iterations']:>5} {row['sent']:>8} {row['acknowledged']:>8} "
+                     f"{row['stored']:>8} {row['duplicates']:>6} {row['lost']:>5} {row['seconds']:>7.1f}")
+    return lines
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if not ROWS:
         return
-    write = terminalreporter.write_line
-    write("")
-    write(f"{'fault':<52} {'iter':>5} {'sent':>8} {'acked':>8} {'stored':>8} {'dups':>6} {'lost':>5} {'secs':>7}")
-    for row in ROWS:
-        write(f"{row['fault'][:52]:<52} {row['iterations']:>5} {row['sent']:>8} {row['acknowledged']:>8} "
-              f"{row['stored']:>8} {row['duplicates']:>6} {row['lost']:>5} {row['seconds']:>7.1f}")
+    terminalreporter.write_line("")
+    for line in table(ROWS):
+        terminalreporter.write_line(line)

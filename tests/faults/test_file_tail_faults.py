@@ -24,8 +24,9 @@ SEED = int(os.environ.get("DOOW_FAULT_SEED", "0")) or random.randrange(1, 10**6)
 class Writer:
     """Appends numbered events to a file, as a billing job would; rotates it by rename on demand."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, lines_per_tick: int = 20) -> None:
         self.path = path
+        self.lines_per_tick = lines_per_tick  # every 10 ms
         self.written = 0
         self.rotations = 0
         self._lock = threading.Lock()
@@ -50,7 +51,7 @@ class Writer:
 
     def _run(self) -> None:
         while not self._stop.wait(0.01):
-            self.write(20)
+            self.write(self.lines_per_tick)
 
     def __enter__(self) -> "Writer":
         self._thread.start()
