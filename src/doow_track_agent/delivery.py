@@ -243,6 +243,7 @@ class Pump:
             if rejected:
                 self.sink.rejected(rejected)
         elif reply.kind in (replies.REJECTED, replies.TOO_LARGE):
+            self.stats.last_error = reply.reason  # the data was refused; deliveries themselves still work
             self.stats.rejected += len(events)
             self.sink.rejected([(event, reply.reason) for event in events])
         else:

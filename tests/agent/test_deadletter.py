@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from doow_track_agent.receiver.faults import Faults
-from tests.agent.conftest import EVENT, assert_stored_exactly_once, heal_receiver, wait_for
+from tests.support.agent import EVENT, assert_stored_exactly_once, heal_receiver, wait_for
 from tests.support.cli import KEY
 
 
@@ -40,3 +40,17 @@ def test_send_direct_needs_no_agent(receiver):
     assert result.code == 0, result.err
     assert result.json["delivered"] == 1
     assert_stored_exactly_once(receiver, result.json["event_ids"])
+
+
+def test_a_batch_refused_with_400_is_dead_lettered_once_not_retried(agent, receiver):
+    """400 is permanent (PROTOCOL.md): one request per batch, then the dead-letter table; never a retry loop."""
+    receiver.set_faults(Faults(fail_first=10**6, fail_status=400))
+    agent.send([EVENT] * 5)
+    wait_for(lambda: agent.status()["spool"]["dead_letters"] == 5, 30, "5 dead letters")
+    status = agent.status()
+    assert "HTTP 400" in (status["last_error"] or "")
+    assert status["counters"]["retries"] == 0 and status["spool"]["events"] == 0
+    requests = receiver.stats()["requests_total"]
+    assert requests <= 5
+    wait_for(lambda: agent.status()["uptime_seconds"] > status["uptime_seconds"] + 1, 10, "a second to pass")
+    assert receiver.stats()["requests_total"] == requests

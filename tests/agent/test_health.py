@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Dict, List, Tuple
 
-from tests.agent.conftest import EVENT, assert_stored_exactly_once, fail_receiver, heal_receiver, wait_for
+from tests.support.agent import EVENT, assert_stored_exactly_once, fail_receiver, heal_receiver, wait_for
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _SAMPLE = re.compile(rf"^({_NAME})(\{{(?:{_NAME}=\"(?:[^\"\\\\]|\\\\.)*\",?)*\}})? (\S+)(?: (-?\d+))?$")

@@ -6,7 +6,7 @@ import os
 import signal
 
 from doow_track_agent.receiver.faults import Faults
-from tests.agent.conftest import EVENT, Load, assert_stored_exactly_once, fail_receiver, heal_receiver, wait_for
+from tests.support.agent import EVENT, Load, assert_stored_exactly_once, fail_receiver, heal_receiver, wait_for
 
 
 def test_start_status_send_reload_stop(agent, receiver):

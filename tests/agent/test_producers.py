@@ -7,7 +7,7 @@ import os
 import socket
 import stat
 
-from tests.agent.conftest import (EVENT, Load, assert_stored_exactly_once, fail_receiver, free_port, heal_receiver,
+from tests.support.agent import (EVENT, Load, assert_stored_exactly_once, fail_receiver, free_port, heal_receiver,
                                   wait_for)
 
 

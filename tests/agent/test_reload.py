@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from doow_track_agent.receiver.server import Receiver
-from tests.agent.conftest import EVENT, AgentUnderTest, Load, assert_stored_exactly_once, free_port, wait_for
+from tests.support.agent import EVENT, AgentUnderTest, Load, assert_stored_exactly_once, free_port, wait_for
 
 NEW_KEY = "dk_rotated_key_also_secret_77a1"
 

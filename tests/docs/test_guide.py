@@ -24,7 +24,7 @@ import pytest
 from doow_track_agent import docgen
 from doow_track_agent.cli import COMMANDS
 from doow_track_agent.pidfile import process_alive, running_pid
-from tests.agent.conftest import free_port
+from tests.support.agent import free_port
 from tests.docs import guide
 from tests.support.cli import BIN, base_env
 

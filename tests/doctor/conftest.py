@@ -9,7 +9,6 @@ from typing import Callable, Dict, Iterator, List, Optional
 import pytest
 
 from doow_track_agent.receiver.server import Receiver
-from tests.agent.conftest import AgentUnderTest
 from tests.support.cli import KEY, Result, run
 
 LICENSE = "lic_known"
@@ -66,17 +65,3 @@ def pipe_config(receiver: Receiver, write_config: Callable[..., str]) -> str:
     """The seed's config file: key, endpoint, batching, attribution; no agent sections."""
     return write_config({"apiKey": KEY, "endpoint": receiver.url, "flushAt": 20, "flushInterval": 10000,
                          "attribution": {"env": "test"}})
-
-
-@pytest.fixture
-def make_agent(receiver: Receiver) -> Iterator[Callable[..., AgentUnderTest]]:
-    agents: List[AgentUnderTest] = []
-
-    def make(**overrides: object) -> AgentUnderTest:
-        agent = AgentUnderTest(receiver, **overrides)
-        agents.append(agent)
-        return agent
-
-    yield make
-    for agent in agents:
-        agent.cleanup()

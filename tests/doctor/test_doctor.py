@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from doow_track_agent.receiver.faults import Faults
-from tests.agent.conftest import free_port, wait_for
+from tests.support.agent import free_port, wait_for
 from tests.doctor.conftest import EVENT, LICENSE, STATUSES, doctor
 from tests.support.cli import KEY, lines, run
 

@@ -17,7 +17,7 @@ import pytest
 
 from doow_track_agent.pidfile import process_alive
 from doow_track_agent.receiver.server import Receiver
-from tests.agent.conftest import EVENT, AgentUnderTest, Load, fail_receiver, heal_receiver, wait_for
+from tests.support.agent import EVENT, AgentUnderTest, Load, fail_receiver, heal_receiver, wait_for
 
 SEED = int(os.environ.get("DOOW_FAULT_SEED", "0")) or random.randrange(1, 10**6)
 

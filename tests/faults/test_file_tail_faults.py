@@ -11,12 +11,12 @@ import signal
 import threading
 import time
 from collections import Counter
-from typing import Iterator, List
+from typing import Iterator
 
 import pytest
 
 from doow_track_agent.receiver.server import Receiver
-from tests.agent.conftest import AgentUnderTest, wait_for
+from tests.support.agent import AgentUnderTest, wait_for
 
 SEED = int(os.environ.get("DOOW_FAULT_SEED", "0")) or random.randrange(1, 10**6)
 

@@ -8,7 +8,7 @@ import signal
 from typing import List
 
 from doow_track_agent.receiver.faults import Faults
-from tests.agent.conftest import EVENT, AgentUnderTest, wait_for
+from tests.support.agent import EVENT, AgentUnderTest, wait_for
 from tests.support.cli import KEY, Result
 
 

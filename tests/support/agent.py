@@ -1,4 +1,6 @@
-"""A real agent process against the real receiver: config in a temp dir, real sockets, real SQLite."""
+"""A real agent process against the real receiver: config in a temp dir, real sockets, real SQLite.
+
+Shared by the agent, fault, doctor and docs tests; the fixtures live in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -12,9 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Callable, Iterator, List, Optional, Tuple
-
-import pytest
+from typing import Callable, List, Optional, Tuple
 
 from doow_track_agent.pidfile import process_alive, running_pid
 from doow_track_agent.receiver.faults import Faults
@@ -140,37 +140,6 @@ class AgentUnderTest:
     def cleanup(self) -> None:
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture
-def receiver(tmp_path) -> Iterator[Receiver]:
-    server = Receiver(str(tmp_path / "receiver.sqlite3"), port=0).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def make_agent(receiver: Receiver) -> Iterator[Callable[..., AgentUnderTest]]:
-    agents: List[AgentUnderTest] = []
-
-    def make(**overrides: object) -> AgentUnderTest:
-        agent = AgentUnderTest(receiver, **overrides)
-        agents.append(agent)
-        return agent
-
-    yield make
-    for agent in agents:
-        assert KEY not in agent.log(), "the API key leaked into the agent's log"
-        agent.cleanup()
-
-
-@pytest.fixture
-def agent(make_agent: Callable[..., AgentUnderTest]) -> AgentUnderTest:
-    """A started agent."""
-    started = make_agent()
-    result = started.start()
-    assert result.code == 0, result.err
-    return started
 
 
 def fail_receiver(receiver: Receiver, status: int = 503) -> None:
