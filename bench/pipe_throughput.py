@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -47,9 +46,11 @@ def pipe_run(events_file: str, latency_ms: int, workdir: str) -> dict:
     try:
         with open(events_file, "rb") as stdin:
             started = time.perf_counter()
-            code = subprocess.run(command, stdin=stdin, check=False).returncode
+            child = subprocess.Popen(command, stdin=stdin)
+            _, status, usage = os.wait4(child.pid, 0)
             seconds = time.perf_counter() - started
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        code = os.waitstatus_to_exitcode(status)
+        peak_kib = usage.ru_maxrss
     finally:
         receiver.terminate()
         receiver.wait()
@@ -91,7 +92,7 @@ def main() -> None:
     print("\ncommands:")
     for row in rows:
         print(f"  receiver --latency-ms {row['latency']}:  {row['command']}")
-    print("  peak MB is the doow-track process's max RSS (getrusage of the finished child)")
+    print("  peak MB is the doow-track process's own max RSS (wait4 rusage of that child)")
     shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -128,6 +128,7 @@ def _unique_keys(pairs: list) -> dict:
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 _STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+_scan = _DECODER.scan_once  # the C scanner itself: json.loads' checks cost more than the parse of a short line
 
 
 def _key_count(value: Any) -> int:
@@ -149,7 +150,12 @@ def parse_line(raw: bytes) -> Any:
     repeated.  Anything else is parsed again with the per-object check.
     """
     text = raw.decode("utf-8")
-    value = _DECODER.decode(text)
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        end = -1
+    if end != len(text):
+        value = _DECODER.decode(text)  # raises the precise error (or accepts leading blanks)
     if type(value) in (dict, list) and (raw.count(b'":') != _key_count(value) or _SPACED_COLON.search(raw)):
         _STRICT_DECODER.decode(text)
     return value

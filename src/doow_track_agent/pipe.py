@@ -28,56 +28,52 @@ from doow_track_agent.wire import BATCH_OVERHEAD
 
 EX_OK, EX_DATAERR, EX_TEMPFAIL, EX_NOPERM = 0, 65, 75, 77
 QUEUE_EVENTS = 20_000
+READ_AHEAD = 4
+READ_BLOCK = 64 * 1024
 MAX_REPORTED_ERRORS = 100
 MAX_REPORTED_IDS = 1000
 
 
 class MemoryQueue:
-    """A bounded, thread-safe queue: the reader thread puts, the event loop leases."""
+    """The bounded queue between intake and delivery; used from the event-loop thread only."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int = QUEUE_EVENTS) -> None:
+    def __init__(self, capacity: int = QUEUE_EVENTS) -> None:
         self.changed = asyncio.Event()
+        self.room = asyncio.Event()
+        self.room.set()
         self.closed = False
-        self._loop = loop
         self._capacity = capacity
         self._items: Deque[Queued] = collections.deque()
         self._arrivals: Deque[List[Any]] = collections.deque()  # [monotonic time, events left] per put
-        self._space = threading.Condition()
-        self._sealed = False
 
-    def put(self, events: List[Queued]) -> bool:
-        """Add events, waiting for room; False when the run is over and they were not taken."""
-        with self._space:
-            while len(self._items) >= self._capacity and not self._sealed:
-                self._space.wait()
-            if self._sealed:
-                return False
-            self._items.extend(events)
-            self._arrivals.append([time.monotonic(), len(events)])
-        self._loop.call_soon_threadsafe(self.changed.set)
-        return True
+    def put(self, events: List[Queued]) -> None:
+        """Add a chunk of events (the producer waits on ``room`` first, so the bound holds per chunk)."""
+        self._items.extend(events)
+        self._arrivals.append([time.monotonic(), len(events)])
+        if len(self._items) >= self._capacity:
+            self.room.clear()
+        self.changed.set()
 
     def close(self) -> None:
-        """No more input (called in the loop thread)."""
+        """No more input."""
         self.closed = True
         self.changed.set()
 
     def pending(self) -> Tuple[int, Optional[float]]:
-        with self._space:
-            return len(self._items), (self._arrivals[0][0] if self._arrivals else None)
+        return len(self._items), (self._arrivals[0][0] if self._arrivals else None)
 
     def lease(self, max_events: int, max_bytes: int) -> List[Queued]:
         taken: List[Queued] = []
         size = BATCH_OVERHEAD
-        with self._space:
-            while self._items and len(taken) < max_events:
-                if taken and size + len(self._items[0].body) + 1 > max_bytes:
-                    break
-                event = self._items.popleft()
-                size += len(event.body) + 1
-                taken.append(event)
-                self._consume_arrival()
-            self._space.notify_all()
+        while self._items and len(taken) < max_events:
+            if taken and size + len(self._items[0].body) + 1 > max_bytes:
+                break
+            event = self._items.popleft()
+            size += len(event.body) + 1
+            taken.append(event)
+            self._consume_arrival()
+        if len(self._items) < self._capacity:
+            self.room.set()
         return taken
 
     def _consume_arrival(self) -> None:
@@ -87,14 +83,49 @@ class MemoryQueue:
             self._arrivals.popleft()
 
     def seal(self) -> List[Queued]:
-        """End the run: refuse further puts and hand back what is still waiting."""
-        with self._space:
-            self._sealed = True
-            left = list(self._items)
-            self._items.clear()
-            self._arrivals.clear()
-            self._space.notify_all()
+        """End the run: hand back what is still waiting."""
+        left = list(self._items)
+        self._items.clear()
+        self._arrivals.clear()
         return left
+
+
+class Reader(threading.Thread):
+    """The only blocking part of pipe mode: reads blocks of lines and hands them to the event loop.
+
+    Intake itself runs in the loop thread.  Two threads both doing Python
+    work would take turns on the GIL, and every HTTP answer would wait for
+    the reader's turn to end; a thread that mostly sits in read() does not
+    compete.  At most ``READ_AHEAD`` blocks are in the loop's hands at once,
+    so a fast producer is slowed down instead of filling memory.
+    """
+
+    def __init__(self, stream: BinaryIO, hand_over: Callable[[Optional[List[Line]]], None]) -> None:
+        super().__init__(name="doow-track-reader", daemon=True)
+        self._stream = stream
+        self._hand_over = hand_over
+        self._slots = threading.Semaphore(READ_AHEAD)
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            blocks = read_lines(self._stream, block=READ_BLOCK)
+            while self._slots.acquire() and not self._stopping.is_set():
+                lines = next(blocks, None)
+                if lines is None:
+                    break
+                self._hand_over(lines)
+        finally:
+            self._hand_over(None)
+
+    def done_with_block(self) -> None:
+        """The loop has judged a block: the reader may read another."""
+        self._slots.release()
+
+    def stop(self) -> None:
+        """Read nothing more (a block already being read is still handed over)."""
+        self._stopping.set()
+        self._slots.release()
 
 
 @dataclass
@@ -178,7 +209,6 @@ class PipeRun:
         self.stats = Stats()
         self.ledger = Ledger(self.summary, options, self.say)
         self.intake = Intake(settings.attribution)
-        self._stop_reading = threading.Event()
         self._started = time.monotonic()
 
     def say(self, text: str) -> None:
@@ -197,50 +227,78 @@ class PipeRun:
         return self.summary
 
     async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
-        queue = MemoryQueue(loop)
+        queue = MemoryQueue()
+        blocks: "asyncio.Queue[Optional[List[Line]]]" = asyncio.Queue()
+        reader = Reader(self.stream, lambda lines: loop.call_soon_threadsafe(blocks.put_nowait, lines))
         pump = Pump(self.settings, queue, self.ledger, self.stats,
                     max_attempts=self.settings.max_attempts, halt_on_failure=True)
-        reader = threading.Thread(target=self._read, args=(queue, loop), name="doow-track-reader", daemon=True)
-        self._install_signals(loop, pump)
+        self._install_signals(loop, pump, reader, blocks)
         progress = loop.create_task(self._progress()) if self.options.progress else None
         reader.start()
+        intake = loop.create_task(self._intake(blocks, queue, reader))
         if self.options.dry_run:
-            await loop.run_in_executor(None, reader.join)
+            await intake
         else:
             await pump.run()
         if pump.halted and not self.summary.interrupted:
             self.summary.interrupted = f"delivery stopped ({pump.halted})"
-        self._stop_reading.set()
+        reader.stop()
+        intake.cancel()
+        await asyncio.gather(intake, return_exceptions=True)
         await loop.run_in_executor(None, reader.join, 1.0)
-        self.ledger.deferred(queue.seal(), self.summary.interrupted or "delivery stopped")
+        self._outbox_the_rest(blocks, queue)
         if progress:
             progress.cancel()
         self._finish(pump)
 
-    def _install_signals(self, loop: asyncio.AbstractEventLoop, pump: Pump) -> None:
+    async def _intake(self, blocks: "asyncio.Queue[Optional[List[Line]]]", queue: MemoryQueue,
+                      reader: Reader) -> None:
+        """Judge each block of lines as it arrives and queue what is valid, waiting for room."""
+        try:
+            while True:
+                lines = await blocks.get()
+                if lines is None:
+                    break
+                accepted = self._judge(lines)
+                reader.done_with_block()
+                if accepted and not self.options.dry_run:
+                    await self._queue(queue, accepted)
+        finally:
+            queue.close()
+
+    async def _queue(self, queue: MemoryQueue, accepted: List[Queued]) -> None:
+        try:
+            await queue.room.wait()
+        except asyncio.CancelledError:
+            self.ledger.deferred(accepted, self.summary.interrupted or "delivery stopped")
+            raise
+        queue.put(accepted)
+
+    def _outbox_the_rest(self, blocks: "asyncio.Queue[Optional[List[Line]]]", queue: MemoryQueue) -> None:
+        """Everything read but not delivered goes to the outbox: judged blocks, queued events."""
+        reason = self.summary.interrupted or "delivery stopped"
+        while not blocks.empty():
+            lines = blocks.get_nowait()
+            if lines:
+                accepted = self._judge(lines)
+                if not self.options.dry_run:
+                    self.ledger.deferred(accepted, reason)
+        self.ledger.deferred(queue.seal(), reason)
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop, pump: Pump, reader: Reader,
+                         blocks: "asyncio.Queue[Optional[List[Line]]]") -> None:
         def interrupted(name: str) -> None:
             if self.summary.interrupted:
                 return
             self.summary.interrupted = f"interrupted by {name}"
-            self._stop_reading.set()
+            reader.stop()
+            blocks.put_nowait(None)
             self.say(f"{name}: stopped reading; delivering what was read "
                      f"(up to {self.settings.shutdown_timeout:g}s), the rest goes to the outbox")
             loop.create_task(pump.stop(time.monotonic() + self.settings.shutdown_timeout))
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, interrupted, signal.Signals(signum).name)
-
-    def _read(self, queue: MemoryQueue, loop: asyncio.AbstractEventLoop) -> None:
-        """Reader thread: blocking reads and intake, then hand accepted events to the loop."""
-        try:
-            for lines in read_lines(self.stream):
-                accepted = self._judge(lines)
-                if accepted and not self.options.dry_run and not queue.put(accepted):
-                    self.ledger.deferred(accepted, self.summary.interrupted or "delivery stopped")
-                if self._stop_reading.is_set():
-                    break
-        finally:
-            loop.call_soon_threadsafe(queue.close)
 
     def _judge(self, lines: Iterable[Line]) -> List[Queued]:
         accepted: List[Queued] = []
