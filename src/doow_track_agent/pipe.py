@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Deque, Dict, Iterable, List, Optional, TextIO, Tuple
+from typing import Any, BinaryIO, Callable, Deque, Dict, List, Optional, TextIO, Tuple
 
 from doow_track_agent import outbox
 from doow_track_agent.config import Settings
@@ -176,6 +176,7 @@ class Ledger:
         self.summary = summary
         self.outbox = outbox.LineFile(options.outbox_path)
         self.rejects = outbox.LineFile(options.rejects_path)
+        self.origin = options.origin  # events' refs are their line numbers in this input
         self._say = say
         self.reasons: List[str] = []
 
@@ -185,7 +186,7 @@ class Ledger:
     def rejected(self, events: List[Tuple[Queued, str]]) -> None:
         self.summary.rejected += len(events)
         for event, reason in events:
-            self._say(f"{event.ref}: rejected by the API: {reason}")
+            self._say(f"{self.origin}:{event.ref}: rejected by the API: {reason}")
         self.rejects.write(outbox.reject_line(event.body, reason) for event, reason in events)
 
     def deferred(self, events: List[Queued], reason: str) -> None:
@@ -300,21 +301,23 @@ class PipeRun:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, interrupted, signal.Signals(signum).name)
 
-    def _judge(self, lines: Iterable[Line]) -> List[Queued]:
+    def _judge(self, lines: List[Line]) -> List[Queued]:
+        """Intake for one block of lines; the hot loop of pipe mode, so lookups are hoisted."""
         accepted: List[Queued] = []
-        origin = self.options.origin
+        summary, accept = self.summary, self.intake.accept
         for number, raw in lines:
-            self.summary.lines_read = number
-            result = self.intake.accept(raw, number)
+            result = accept(raw, number)
             if result is None:
                 continue
-            if isinstance(result, Accepted):
-                self.summary.valid += 1
-                if self.summary.valid <= MAX_REPORTED_IDS + 1:
-                    self.summary.event_ids.append(result.event_id)
-                accepted.append(Queued(f"{origin}:{number}", result.event_id, result.body))
+            if type(result) is Accepted:
+                summary.valid += 1
+                if summary.valid <= MAX_REPORTED_IDS + 1:
+                    summary.event_ids.append(result.event_id)
+                accepted.append(Queued(number, result.event_id, result.body))
             else:
                 self._report_invalid(result)
+        if lines:
+            summary.lines_read = lines[-1][0]
         return accepted
 
     def _report_invalid(self, invalid: Invalid) -> None:

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from doow_track_agent import __version__
 
@@ -75,7 +75,25 @@ class Clock:
 
 
 _quoted = json.encoder.encode_basestring_ascii  # the json module's own C string encoder
-_compact = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def _unserializable(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _compact_encoder() -> Callable[[Any], str]:
+    """Compact JSON text.  json.dumps builds a new C encoder on every call; this builds one, once.
+
+    No cycle check (markers=None): everything encoded here came from parsed JSON.
+    """
+    make = json.encoder.c_make_encoder
+    if make is None:  # an interpreter without the json C accelerator
+        return json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+    encoder = make(None, _unserializable, _quoted, None, ":", ",", False, False, False)
+    return lambda value: "".join(encoder(value, 0))
+
+
+_compact = _compact_encoder()
 
 
 def encode_event(event: dict, event_id: str, occurred_at: str, default_attribution: dict) -> bytes:
