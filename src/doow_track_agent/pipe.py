@@ -365,14 +365,18 @@ def exit_code(summary: Summary) -> int:
     return EX_OK
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def summary_line(summary: Summary, dry_run: bool = False) -> str:
     """The one-line account printed on stderr at the end of every run."""
     s = summary
+    read = f"read {_count(s.lines_read, 'line')}: {s.valid} valid, {s.invalid} invalid"
     if dry_run:
-        return (f"dry run: read {s.lines_read} lines: {s.valid} valid, {s.invalid} invalid; "
-                f"nothing sent ({s.seconds:.2f}s)")
-    text = (f"read {s.lines_read} lines: {s.valid} valid, {s.invalid} invalid; delivered {s.delivered}, "
-            f"rejected {s.rejected}, outboxed {s.outboxed}; {s.requests} requests in {s.seconds:.2f}s")
+        return f"dry run: {read}; nothing sent ({s.seconds:.2f}s)"
+    text = (f"{read}; delivered {s.delivered}, rejected {s.rejected}, outboxed {s.outboxed}; "
+            f"{_count(s.requests, 'request')} in {s.seconds:.2f}s")
     if s.interrupted:
         text += f"; {s.interrupted} after line {s.lines_read}"
     return text

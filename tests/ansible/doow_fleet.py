@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from doow_track_agent.pidfile import process_alive, running_pid
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 COLLECTION = REPO / "ansible_collections" / "doow" / "track"
@@ -63,19 +65,7 @@ def port_open(port: int) -> bool:
 
 
 def pid_alive(pid: Optional[int]) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+    return bool(pid) and process_alive(pid)
 
 
 def run(cmd, **kw) -> subprocess.CompletedProcess:
@@ -148,7 +138,21 @@ class Dist:
         return self
 
 
-class Receiver:
+class _Service:
+    """A helper process the fleet starts (receiver, sshd), stopped politely, then firmly."""
+
+    proc: Optional[subprocess.Popen] = None
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class Receiver(_Service):
     """``doow-track receiver`` on a free loopback port, storing into SQLite."""
 
     def __init__(self, root: Path):
@@ -170,13 +174,6 @@ class Receiver:
         wait_port(self.port)
         return self
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
     def summary(self) -> dict:
         res = must([VENV_BIN / "doow-track", "receiver", "summary", "--db", self.db, "--json"])
@@ -241,7 +238,7 @@ class Receiver:
             time.sleep(0.25)
 
 
-class SSHD:
+class SSHD(_Service):
     """An sshd on 127.0.0.1 that lets the test key log in as the current user."""
 
     def __init__(self, root: Path, login_env: Optional[Dict[str, str]] = None):
@@ -288,13 +285,6 @@ class SSHD:
         wait_port(self.port)
         return self
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 class Fleet:
@@ -431,25 +421,16 @@ class Fleet:
         return int(self.hosts[name]["doow_track_health_listen"].rsplit(":", 1)[1])
 
     def kill_agents(self) -> None:
-        """Last-resort cleanup: stop every agent the fleet started."""
-        for name in self.hosts:
-            pidfile = Path(self.hosts[name]["doow_track_pidfile"])
+        """Last-resort cleanup: stop every agent the fleet started (TERM, then KILL after 10 s)."""
+        pids = [running_pid(self.hosts[name]["doow_track_pidfile"]) for name in self.hosts]
+        pids = [pid for pid in pids if pid]
+        for pid in pids:
             try:
-                pid = int(pidfile.read_text().strip())
-            except (OSError, ValueError):
-                continue
-            if pid_alive(pid):
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except OSError:
-                    pass
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
         deadline = time.time() + 10
-        for name in self.hosts:
-            pidfile = Path(self.hosts[name]["doow_track_pidfile"])
-            try:
-                pid = int(pidfile.read_text().strip())
-            except (OSError, ValueError):
-                continue
+        for pid in pids:
             while pid_alive(pid) and time.time() < deadline:
                 time.sleep(0.1)
             if pid_alive(pid):
