@@ -109,10 +109,10 @@ def render(text: str) -> str:
     """``text`` with every generated section replaced by what the schemas say now."""
     for name, generate in SECTIONS.items():
         begin, end = BEGIN.format(name=name), END.format(name=name)
-        pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.DOTALL)
-        if not pattern.search(text):
+        found = re.search(re.escape(begin) + r"\n.*?" + re.escape(end), text, re.DOTALL)
+        if not found:
             raise ValueError(f"no generated section {name!r} (a {begin!r} ... {end!r} pair)")
-        text = pattern.sub(lambda _: f"{begin}\n{generate()}\n{end}", text)
+        text = f"{text[:found.start()]}{begin}\n{generate()}\n{end}{text[found.end():]}"
     return text
 
 
