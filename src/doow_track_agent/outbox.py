@@ -66,11 +66,6 @@ def _open_private(path: str):
     return os.fdopen(descriptor, "ab")
 
 
-def outbox_line(wire_event: bytes) -> bytes:
-    """An undelivered event as an input line that re-sends as the same event."""
-    return wire.to_input_line(wire_event)
-
-
 def reject_line(wire_event: bytes, reason: str) -> bytes:
     """A refused event with the API's reason, wrapped so it is not valid input as is."""
     event = json.loads(wire.to_input_line(wire_event))

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Deque, Dict, List, Optional, TextIO, Tuple
 
-from doow_track_agent import outbox
+from doow_track_agent import outbox, wire
 from doow_track_agent.config import Settings
 from doow_track_agent.delivery import Pump, Queued
 from doow_track_agent.intake import Accepted, Intake, Invalid
@@ -193,7 +193,7 @@ class Ledger:
         if not events:
             return
         self.summary.outboxed += len(events)
-        self.outbox.write(outbox.outbox_line(event.body) for event in events)
+        self.outbox.write(wire.to_input_line(event.body) for event in events)
         if reason not in self.reasons:
             self.reasons.append(reason)
 

@@ -65,8 +65,13 @@ def _list(args: argparse.Namespace, letters: List[spool.DeadLetter], total: int)
     return EX_OK
 
 
+def _as_input(letters: List[spool.DeadLetter]) -> bytes:
+    """Dead letters as input lines: re-sent, each keeps its event_id."""
+    return b"".join(wire.to_input_line(letter.body) + b"\n" for letter in letters)
+
+
 def _export(args: argparse.Namespace, letters: List[spool.DeadLetter]) -> int:
-    lines = b"".join(wire.to_input_line(letter.body) + b"\n" for letter in letters)
+    lines = _as_input(letters)
     if args.output:
         with open(args.output, "wb") as handle:
             handle.write(lines)
@@ -80,7 +85,7 @@ def _retry(args: argparse.Namespace, letters: List[spool.DeadLetter], conn, sock
     if not socket_path:
         sys.stderr.write("doow-track deadletter retry: no socket: pass --socket\n")
         return control.EX_USAGE
-    stream = io.BytesIO(b"".join(wire.to_input_line(letter.body) + b"\n" for letter in letters))
+    stream = io.BytesIO(_as_input(letters))
     result = through_agent(stream, socket_path, timeout=60.0)
     accepted = set(result["event_ids"] or [])
     spool.forget_dead_letters(conn, [letter.id for letter in letters if letter.event_id in accepted])
