@@ -17,7 +17,7 @@ import sys
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from doow_track_agent.config import ENV_NAMES, FLAG_NAMES
-from doow_track_agent.validation import load_schema
+from doow_track_agent.intake.validation import load_schema
 
 BEGIN = "<!-- BEGIN GENERATED {name} (python -m doow_track_agent.docgen docs/guide.md) -->"
 END = "<!-- END GENERATED {name} -->"

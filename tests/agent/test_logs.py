@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from doow_track_agent.logs import Formatter
+from doow_track_agent.modes.agent.logs import Formatter
 
 KEY = "dk_live_abcdefgh12345678"
 

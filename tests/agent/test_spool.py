@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from doow_track_agent import spool as spool_module
-from doow_track_agent.intake import Accepted
-from doow_track_agent.spool import Spool
+from doow_track_agent.buffers import spool as spool_module
+from doow_track_agent.intake.events import Accepted
+from doow_track_agent.buffers.spool import Spool
 from doow_track_agent.stats import Stats
 
 

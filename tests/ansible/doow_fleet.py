@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from doow_track_agent.pidfile import process_alive, running_pid
+from doow_track_agent.modes.agent.pidfile import process_alive, running_pid
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

@@ -23,7 +23,7 @@ import pytest
 
 from doow_track_agent import docgen
 from doow_track_agent.cli import COMMANDS
-from doow_track_agent.pidfile import process_alive, running_pid
+from doow_track_agent.modes.agent.pidfile import process_alive, running_pid
 from tests.support.agent import free_port
 from tests.docs import guide
 from tests.support.cli import BIN, base_env

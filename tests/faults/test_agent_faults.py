@@ -15,7 +15,7 @@ from typing import Iterator, List
 
 import pytest
 
-from doow_track_agent.pidfile import process_alive
+from doow_track_agent.modes.agent.pidfile import process_alive
 from doow_track_agent.receiver.server import Receiver
 from tests.support.agent import EVENT, AgentUnderTest, Load, fail_receiver, heal_receiver, wait_for
 

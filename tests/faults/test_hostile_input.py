@@ -10,7 +10,7 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from doow_track_agent.intake import Accepted, Intake, Invalid
+from doow_track_agent.intake.events import Accepted, Intake, Invalid
 from doow_track_agent.sources.lines import LineSplitter
 from tests.support import cli
 from tests.support.cli import KEY

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from typing import Callable, List, Optional, Tuple
 
-from doow_track_agent.pidfile import process_alive, running_pid
+from doow_track_agent.modes.agent.pidfile import process_alive, running_pid
 from doow_track_agent.receiver.faults import Faults
 from doow_track_agent.receiver.server import Receiver
 from tests.support.cli import KEY, Result, run

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from doow_track_agent import wire
-from doow_track_agent.intake import Accepted, Intake, Invalid
+from doow_track_agent.intake import wire
+from doow_track_agent.intake.events import Accepted, Intake, Invalid
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from doow_track_agent.intake import precheck
-from doow_track_agent.validation import load_schema, validator_for
+from doow_track_agent.intake.events import precheck
+from doow_track_agent.intake.validation import load_schema, validator_for
 
 VALIDATOR = validator_for("event")
 KEYS = sorted(load_schema("event")["properties"]) + ["licence_id", "qty", ""]

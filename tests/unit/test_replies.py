@@ -7,7 +7,7 @@ from email.utils import formatdate
 
 import pytest
 
-from doow_track_agent import replies
+from doow_track_agent.delivery import replies
 
 
 @pytest.mark.parametrize("status,kind", [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from doow_track_agent.wire import new_uuid4
+from doow_track_agent.intake.wire import new_uuid4
 
 
 def test_ids_are_uuid4_and_unique():

@@ -9,7 +9,7 @@ import sys
 from typing import Optional
 
 from doow_track_agent import config
-from doow_track_agent.pipe import PipeOptions, PipeRun
+from doow_track_agent.modes.pipe.run import PipeOptions, PipeRun
 
 EX_OK, EX_DATAERR, EX_NOINPUT, EX_CONFIG = 0, 65, 66, 78
 

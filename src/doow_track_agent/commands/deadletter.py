@@ -14,7 +14,9 @@ import sys
 import time
 from typing import List, Optional
 
-from doow_track_agent import control, spool, wire
+from doow_track_agent import client
+from doow_track_agent.buffers import spool
+from doow_track_agent.intake import wire
 from doow_track_agent.commands.send import through_agent
 
 EX_OK, EX_NOINPUT = 0, 66
@@ -40,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the spool's dead-letter table with the reason. List, export or retry them.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("list", "export", "retry"))
-    control.add_locating_options(parser, socket=True)
+    client.add_locating_options(parser, socket=True)
     parser.add_argument("--event-id", action="append", default=[], metavar="ID",
                         help="only this event (repeatable; default: all)")
     parser.add_argument("--limit", type=int, metavar="N", help="list/export at most N events")
@@ -61,7 +63,7 @@ def _list(args: argparse.Namespace, letters: List[spool.DeadLetter], total: int)
     entries = [_entry(letter) for letter in letters]
     human = [f"{total} dead letter(s)"] + [
         f"{e['at']} {e['event_id']} {e['metric']}={e['quantity']} {e['license_id']}: {e['reason']}" for e in entries]
-    control.emit(args, {"dead_letters": total, "events": entries}, "\n".join(human))
+    client.emit(args, {"dead_letters": total, "events": entries}, "\n".join(human))
     return EX_OK
 
 
@@ -84,19 +86,19 @@ def _export(args: argparse.Namespace, letters: List[spool.DeadLetter]) -> int:
 def _retry(args: argparse.Namespace, letters: List[spool.DeadLetter], conn, socket_path: Optional[str]) -> int:
     if not socket_path:
         sys.stderr.write("doow-track deadletter retry: no socket: pass --socket\n")
-        return control.EX_USAGE
+        return client.EX_USAGE
     stream = io.BytesIO(_as_input(letters))
     result = through_agent(stream, socket_path, timeout=60.0)
     accepted = set(result["event_ids"] or [])
     spool.forget_dead_letters(conn, [letter.id for letter in letters if letter.event_id in accepted])
     summary = {"retried": len(letters), "accepted": result["accepted"], "invalid": result["invalid"],
                "errors": result["errors"], "exit_code": result["exit_code"]}
-    control.emit(args, summary, f"{result['accepted']} of {len(letters)} dead letter(s) handed back to the agent")
+    client.emit(args, summary, f"{result['accepted']} of {len(letters)} dead letter(s) handed back to the agent")
     return int(result["exit_code"])
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = control.settings_for(args)
+    settings = client.settings_for(args)
     conn = spool.open_existing(settings.spool_dir)
     if conn is None:
         sys.stderr.write(f"doow-track deadletter: no spool in {settings.spool_dir} (spool.dir)\n")

@@ -44,7 +44,7 @@ def pipe_through_cli(url: str, data: bytes) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from doow_track_agent.receiver.command import print_summary
+    from doow_track_agent.commands.receiver import print_summary
     from doow_track_agent.receiver.server import Receiver
 
     workdir = tempfile.mkdtemp(prefix="doow-track-demo-")

@@ -9,7 +9,8 @@ import sys
 import time
 from typing import Optional
 
-from doow_track_agent import control, pidfile
+from doow_track_agent import client
+from doow_track_agent.modes.agent import pidfile
 from doow_track_agent.config import Settings
 
 EX_OK = 0
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Send SIGHUP to the running agent and wait until it reports a new config "
                     "generation with the same pid, or the reason it kept the old config.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    control.add_locating_options(parser)
+    client.add_locating_options(parser)
     parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
                         help="seconds to wait for the agent's answer (default 10)")
     parser.set_defaults(func=run)
@@ -42,10 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _status_after(settings: Settings, args: argparse.Namespace) -> Optional[dict]:
     """The agent's status; a reload may have moved health.listen, so the new config is tried too."""
-    document = control.fetch_status(settings, timeout=1.0)
+    document = client.fetch_status(settings, timeout=1.0)
     if document is None:
         try:
-            document = control.fetch_status(control.settings_for(args), timeout=1.0)
+            document = client.fetch_status(client.settings_for(args), timeout=1.0)
         except SystemExit:
             return None
     return document
@@ -68,31 +69,31 @@ def _refuse_invalid(args: argparse.Namespace, error: str) -> int:
     result = {"ok": False, "pid": pid, "generation_before": None, "generation": None,
               "error": f"the config is invalid; the agent was not signalled and keeps its current config: {error}"}
     sys.stderr.write(f"doow-track: {result['error']}\n")
-    control.emit(args, result, "reload not attempted: invalid config")
-    return control.EX_CONFIG
+    client.emit(args, result, "reload not attempted: invalid config")
+    return client.EX_CONFIG
 
 
 def run(args: argparse.Namespace) -> int:
-    settings, error = control.try_settings(args)
+    settings, error = client.try_settings(args)
     if settings is None:
         return _refuse_invalid(args, str(error))
-    pid, before = control.find_agent(args, settings)
+    pid, before = client.find_agent(args, settings)
     result = {"ok": False, "pid": pid, "generation_before": before and before["generation"],
               "generation": None, "error": None}
     if pid is None:
         result["error"] = "no doow-track agent is running"
-        control.emit(args, result, result["error"])
-        return control.EX_NOT_RUNNING
+        client.emit(args, result, result["error"])
+        return client.EX_NOT_RUNNING
     os.kill(pid, signal.SIGHUP)
     if before is None:
         sys.stderr.write("doow-track: SIGHUP sent; the health listener does not answer, so the outcome "
                          "cannot be confirmed: check the agent's log\n")
         result.update(ok=True, confirmed=False)
-        control.emit(args, result, f"reload signal sent to pid {pid} (not confirmed)")
+        client.emit(args, result, f"reload signal sent to pid {pid} (not confirmed)")
         return EX_OK
     after = _wait(settings, args, pid, before["reload"]["attempts"])
     code = _verdict(result, pid, after, args.timeout)
-    control.emit(args, result, f"agent (pid {pid}) reloaded: config generation {result['generation_before']} -> "
+    client.emit(args, result, f"agent (pid {pid}) reloaded: config generation {result['generation_before']} -> "
                                f"{result['generation']}" if result["ok"] else f"reload failed: {result['error']}")
     return code
 
@@ -100,13 +101,13 @@ def run(args: argparse.Namespace) -> int:
 def _verdict(result: dict, pid: int, after: Optional[dict], timeout: float) -> int:
     if after is None:
         result["error"] = f"the agent did not report the reload within {timeout:g}s"
-        return control.EX_TEMPFAIL
+        return client.EX_TEMPFAIL
     result["generation"] = after["generation"]
     if after["pid"] != pid:
         result["error"] = f"the agent restarted instead of reloading (pid {pid} -> {after['pid']})"
-        return control.EX_TEMPFAIL
+        return client.EX_TEMPFAIL
     if not after["reload"]["ok"]:
         result["error"] = f"kept the previous config: {after['reload']['error']}"
-        return control.EX_CONFIG
+        return client.EX_CONFIG
     result["ok"] = True
     return EX_OK

@@ -9,9 +9,10 @@ import os
 import sys
 from typing import Dict, Iterable, List, Mapping
 
-from doow_track_agent import __version__, config, outbox
+from doow_track_agent import __version__, config
+from doow_track_agent.modes.pipe import outbox
 from doow_track_agent.cli import EPILOG, UsageParser, command_summary
-from doow_track_agent.pipe import PipeOptions, PipeRun, Summary, summary_line
+from doow_track_agent.modes.pipe.run import PipeOptions, PipeRun, Summary, summary_line
 
 EX_CONFIG = 78
 
@@ -149,7 +150,7 @@ def main(argv: Iterable[str]) -> int:
     setup_logging(args.verbose or config.truthy(env.get("DOOW_TRACK_DEBUG")), args.quiet)
     settings = load_settings(args, parser, env)
     if args.pidfile or args.daemon or args.foreground:
-        from doow_track_agent.agent import run_agent
+        from doow_track_agent.modes.agent.run import run_agent
 
         # The detached agent runs in /, so a relative --config must be pinned to where we started.
         config_path = os.path.abspath(args.config) if args.config else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from doow_track_agent.validation import schema_text
+from doow_track_agent.intake.validation import schema_text
 
 EPILOG = """\
 examples:

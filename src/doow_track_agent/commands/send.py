@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import BinaryIO, List, Optional
 
-from doow_track_agent import control
+from doow_track_agent import client
 
 EX_OK, EX_DATAERR = 0, 65
 MAX_REPORTED_IDS = 1000
@@ -102,9 +102,9 @@ class Tally:
             self.errors.append({"line": reply.get("line"), "error": reply.get("error"), "kind": reply.get("kind")})
 
     def result(self, sent: int, unanswered: int, socket_path: str) -> dict:
-        code = control.EX_TEMPFAIL if self.refused else (EX_DATAERR if self.invalid else EX_OK)
+        code = client.EX_TEMPFAIL if self.refused else (EX_DATAERR if self.invalid else EX_OK)
         if unanswered:
-            code = control.EX_UNAVAILABLE
+            code = client.EX_UNAVAILABLE
         return {"sent": sent, "accepted": self.accepted, "invalid": self.invalid, "refused": self.refused,
                 "unanswered": unanswered,
                 "event_ids": self.event_ids if len(self.event_ids) <= MAX_REPORTED_IDS else None,
@@ -121,7 +121,7 @@ def through_agent(stream: BinaryIO, path: str, timeout: float) -> dict:
         return {"sent": 0, "accepted": 0, "invalid": 0, "event_ids": [], "socket": path,
                 "errors": [{"line": None, "error": f"no agent listening on {path}: {error.strerror}",
                             "kind": "unavailable"}],
-                "exit_code": control.EX_UNAVAILABLE}
+                "exit_code": client.EX_UNAVAILABLE}
     sock.settimeout(timeout)
     counter = [0]
     writer = threading.Thread(target=_pump_lines, args=(stream, sock, counter), daemon=True)
@@ -158,15 +158,15 @@ def run(args: argparse.Namespace) -> int:
     stream = _input(args)
     if stream is None:
         sys.stderr.write("doow-track send: give events as arguments or pipe NDJSON on stdin\n")
-        return control.EX_USAGE
+        return client.EX_USAGE
     if args.direct:
         return _direct(args, stream)
-    path = args.socket or control.settings_for(args).socket_path
+    path = args.socket or client.settings_for(args).socket_path
     if not path:
         sys.stderr.write("doow-track send: no socket: socket.path is null in the config; pass --socket\n")
-        return control.EX_USAGE
+        return client.EX_USAGE
     result = through_agent(stream, path, args.timeout)
     for error in result["errors"][:10] if args.json else []:
         sys.stderr.write(f"doow-track send: line {error['line']}: {error['error']}\n")
-    control.emit(args, result, _human(result))
+    client.emit(args, result, _human(result))
     return int(result["exit_code"])

@@ -7,8 +7,8 @@ import os
 import signal
 import time
 
-from doow_track_agent import control
-from doow_track_agent.pidfile import process_alive
+from doow_track_agent import client
+from doow_track_agent.modes.agent.pidfile import process_alive
 
 EX_OK = 0
 _POLL_SECONDS = 0.05
@@ -30,17 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "stop", help="stop the agent, draining what it can", epilog=EPILOG,
         description="Send SIGTERM to the running agent and wait until its process is gone.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    control.add_locating_options(parser)
+    client.add_locating_options(parser)
     parser.add_argument("--timeout", type=float, metavar="S",
                         help=f"seconds to wait (default: shutdownTimeout + {_MARGIN_SECONDS:g})")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = control.settings_for(args)
-    pid, _ = control.find_agent(args, settings)
+    settings = client.settings_for(args)
+    pid, _ = client.find_agent(args, settings)
     if pid is None or not process_alive(pid):
-        control.emit(args, {"was_running": False, "stopped": True, "pid": None}, "no doow-track agent is running")
+        client.emit(args, {"was_running": False, "stopped": True, "pid": None}, "no doow-track agent is running")
         return EX_OK
     os.kill(pid, signal.SIGTERM)
     timeout = args.timeout if args.timeout is not None else settings.shutdown_timeout + _MARGIN_SECONDS
@@ -49,5 +49,5 @@ def run(args: argparse.Namespace) -> int:
         time.sleep(_POLL_SECONDS)
     stopped = not process_alive(pid)
     human = f"agent (pid {pid}) stopped" if stopped else f"agent (pid {pid}) still running after {timeout:g}s"
-    control.emit(args, {"was_running": True, "stopped": stopped, "pid": pid}, human)
-    return EX_OK if stopped else control.EX_TEMPFAIL
+    client.emit(args, {"was_running": True, "stopped": stopped, "pid": pid}, human)
+    return EX_OK if stopped else client.EX_TEMPFAIL

@@ -1,6 +1,6 @@
 """Agent checks: running, ready, spool depth and age, dead letters, last delivery error.
 
-The agent is found exactly as ``doow-track status`` finds it (``control.find_agent``:
+The agent is found exactly as ``doow-track status`` finds it (``client.find_agent``:
 the health listener's ``/status``, else the pidfile), and the spool is read
 offline as ``status`` does when no agent answers.  Where no agent is
 configured (a pipe-mode config) every agent check is skipped, never failed.
@@ -13,7 +13,8 @@ import socket
 import stat
 from typing import Iterator, Optional
 
-from doow_track_agent import control, spool
+from doow_track_agent import client
+from doow_track_agent.buffers import spool
 from doow_track_agent.config import Settings
 from doow_track_agent.doctor.config import NO_SETTINGS
 from doow_track_agent.doctor.report import FAIL, OK, SKIP, WARN, Check, skipped
@@ -29,7 +30,7 @@ def checks(subject: Subject) -> Iterator[Check]:
     if settings is None:
         yield from skipped(NAMES, NO_SETTINGS)
         return
-    pid, document = control.find_agent(subject.args, settings)
+    pid, document = client.find_agent(subject.args, settings)
     listening = _socket_accepts(settings.socket_path)
     if pid is None and not listening and not subject.agent_configured:
         yield from skipped(NAMES, "no agent configured (the config sets none of pidfile, socket, spool, health)")
@@ -57,7 +58,7 @@ def _socket_accepts(path: Optional[str]) -> bool:
 
 def _running(subject: Subject, settings: Settings, pid: Optional[int], document: Optional[dict],
              listening: bool) -> Check:
-    pidfile = control.pidfile_path(subject.args, settings)
+    pidfile = client.pidfile_path(subject.args, settings)
     socket_state = f"socket {settings.socket_path} {'accepts connections' if listening else 'is not listening'}"
     if document:
         return Check("agent.running", OK,

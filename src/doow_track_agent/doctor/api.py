@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
-from doow_track_agent import wire
+from doow_track_agent.intake import wire
 
 # A license id no workspace has: the read is authenticated, so 404 proves the key, 401 refutes it.
 PROBE_LICENSE = "lic_doow_track_doctor_probe"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import BinaryIO, Iterator, List, Tuple
 
-from doow_track_agent.policy import MAX_LINE_BYTES
+from doow_track_agent.intake.policy import MAX_LINE_BYTES
 
 Line = Tuple[int, bytes]  # (1-based line number, raw bytes without the newline)
 

@@ -15,8 +15,9 @@ import re
 import time
 from typing import Any, NamedTuple, Optional, Union
 
-from doow_track_agent import policy, redact, wire
-from doow_track_agent.validation import load_schema, parse_rfc3339, problems
+from doow_track_agent import redact
+from doow_track_agent.intake import policy, wire
+from doow_track_agent.intake.validation import load_schema, parse_rfc3339, problems
 
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")
 _LICENSE = re.compile(r"[^\x00-\x1f\x7f]{1,128}\Z")

@@ -16,7 +16,8 @@ import urllib.error
 import urllib.request
 from typing import Optional, Tuple
 
-from doow_track_agent import config, pidfile
+from doow_track_agent import config
+from doow_track_agent.modes.agent import pidfile
 from doow_track_agent.config import Listen, Settings
 
 EX_NOT_RUNNING, EX_USAGE, EX_UNAVAILABLE, EX_TEMPFAIL, EX_CONFIG = 3, 64, 69, 75, 78

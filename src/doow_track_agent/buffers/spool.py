@@ -31,10 +31,10 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, List, NamedTuple, Optional, Sequence, Tuple
 
-from doow_track_agent.delivery import Queued
-from doow_track_agent.intake import DEDUP_WINDOW_SECONDS, Accepted
+from doow_track_agent.delivery.pump import Queued
+from doow_track_agent.intake.events import DEDUP_WINDOW_SECONDS, Accepted
 from doow_track_agent.stats import Stats
-from doow_track_agent.wire import BATCH_OVERHEAD
+from doow_track_agent.intake.wire import BATCH_OVERHEAD
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Iterable, Mapping, Optional
 
-from doow_track_agent import wire
+from doow_track_agent.intake import wire
 
 
 def state_dir(env: Mapping[str, str]) -> str:

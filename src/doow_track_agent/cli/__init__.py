@@ -25,7 +25,7 @@ COMMANDS = {
     "doctor": ("doow_track_agent.commands.doctor", "diagnose why events do not arrive"),
     "deadletter": ("doow_track_agent.commands.deadletter", "inspect and resend events the API rejected"),
     "schema": ("doow_track_agent.commands.schema", "print the event (or config) JSON Schema"),
-    "receiver": ("doow_track_agent.receiver.command", "run a local Doow-compatible receiver"),
+    "receiver": ("doow_track_agent.commands.receiver", "run a local Doow-compatible receiver"),
     "demo": ("doow_track_agent.commands.demo", "pipe sample events into a local receiver and show them"),
     "systemd-unit": ("doow_track_agent.commands.systemd_unit", "print a systemd unit for the agent"),
 }

@@ -1,0 +1,1 @@
+"""Pipe mode: NDJSON on stdin -> intake -> memory queue -> delivery; undelivered events to the outbox."""
