@@ -1,64 +1,31 @@
-"""Finding and talking to a running agent: what ``status``, ``reload``, ``stop`` and ``send`` share.
+"""Finding and talking to a running agent: what ``status``, ``reload``, ``stop``, ``send`` and doctor share.
 
 The agent is found from its config (``--config``, else ``$DOOW_TRACK_CONFIG``,
 else ``/etc/doow-track/doow-track.json``): the health listener answers
 ``/status`` with the pid and config generation, and the pidfile is the
-fallback when the health listener is off or unreachable.
+fallback when the health listener is off or unreachable.  Events go to the
+agent's Unix socket: lines are written by a thread while replies are read
+here, so a large input streams through without either side waiting on the
+other.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
+import socket
+import threading
 import urllib.error
 import urllib.request
-from typing import Optional, Tuple
+from typing import BinaryIO, List, Optional, Tuple
 
-from doow_track_agent import config
-from doow_track_agent.modes.agent import pidfile
 from doow_track_agent.config import Listen, Settings
+from doow_track_agent.exits import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
+from doow_track_agent.modes.agent import pidfile
 
-EX_NOT_RUNNING, EX_USAGE, EX_UNAVAILABLE, EX_TEMPFAIL, EX_CONFIG = 3, 64, 69, 75, 78
+MAX_REPORTED_IDS = 1000
+MAX_REPORTED_ERRORS = 100
+_REFUSED = ("spool_full", "spool_error")
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
-
-
-def add_locating_options(parser: argparse.ArgumentParser, *, socket: bool = False) -> None:
-    """``--config``, ``--pidfile`` (or ``--socket``) and ``--json``: the contract's shared options."""
-    parser.add_argument("--config", metavar="FILE",
-                        help=f"the agent's config (default: $DOOW_TRACK_CONFIG or {config.DEFAULT_CONFIG_PATH})")
-    if socket:
-        parser.add_argument("--socket", metavar="PATH", help="the agent's socket (overrides socket.path)")
-    else:
-        parser.add_argument("--pidfile", metavar="FILE", help="the agent's pidfile (overrides pidfile)")
-    parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
-
-
-def config_path(args: argparse.Namespace) -> str:
-    return args.config or config.default_config_path(os.environ)
-
-
-def try_settings(args: argparse.Namespace) -> Tuple[Optional[Settings], Optional[str]]:
-    """The agent's settings as its config file says (a missing file means defaults), or the error.
-
-    Relative paths in the config are taken from the current directory, as
-    the agent takes them from the directory it was started in.
-    """
-    try:
-        settings = config.load(config_path(args), os.environ, require_file=bool(args.config))
-    except config.ConfigError as error:
-        return None, str(error)
-    return config.resolve_paths(settings, os.getcwd()), None
-
-
-def settings_for(args: argparse.Namespace) -> Settings:
-    """``try_settings``, exiting 78 with every problem named when the config is invalid."""
-    settings, error = try_settings(args)
-    if settings is None:
-        sys.stderr.write(f"doow-track: bad configuration:\n{error}\n")
-        raise SystemExit(EX_CONFIG)
-    return settings
 
 
 def health_url(listen: Listen, path: str) -> str:
@@ -79,23 +46,82 @@ def fetch_status(settings: Settings, timeout: float = 3.0) -> Optional[dict]:
     return document if isinstance(document, dict) and document.get("running") is True else None
 
 
-def pidfile_path(args: argparse.Namespace, settings: Settings) -> Optional[str]:
-    return getattr(args, "pidfile", None) or settings.pidfile
-
-
-def find_agent(args: argparse.Namespace, settings: Settings) -> Tuple[Optional[int], Optional[dict]]:
-    """(pid, status document): by the health listener first, by the pidfile when it does not answer."""
+def find_agent(settings: Settings, pidfile_path: Optional[str]) -> Tuple[Optional[int], Optional[dict]]:
+    """(pid, status document): by the health listener first, by ``pidfile_path`` when it does not answer."""
     status = fetch_status(settings)
     if status is not None:
         return int(status["pid"]), status
-    path = pidfile_path(args, settings)
-    return (pidfile.running_pid(path) if path else None), None
+    return (pidfile.running_pid(pidfile_path) if pidfile_path else None), None
 
 
-def emit(args: argparse.Namespace, document: dict, human: str) -> None:
-    """One JSON object on stdout with ``--json``, else the human text."""
-    if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(document) + "\n")
-    else:
-        sys.stdout.write(human.rstrip("\n") + "\n")
-    sys.stdout.flush()
+def _pump_lines(stream: BinaryIO, sock: socket.socket, counter: List[int]) -> None:
+    """Writer thread: stream the input to the agent, counting the lines that expect a reply."""
+    try:
+        for line in stream:
+            if line.strip():
+                counter[0] += 1
+            sock.sendall(line if line.endswith(b"\n") else line + b"\n")
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the reader sees the connection end and reports what was not acknowledged
+
+
+class Tally:
+    """The agent's replies, summed up as the contract's JSON."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.invalid = 0
+        self.refused = 0
+        self.event_ids: List[str] = []
+        self.errors: List[dict] = []
+
+    def add(self, reply: dict) -> None:
+        if reply.get("ok"):
+            self.accepted += 1
+            if len(self.event_ids) <= MAX_REPORTED_IDS:
+                self.event_ids.append(reply["event_id"])
+            return
+        if reply.get("kind") in _REFUSED:
+            self.refused += 1
+        else:
+            self.invalid += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append({"line": reply.get("line"), "error": reply.get("error"), "kind": reply.get("kind")})
+
+    def result(self, sent: int, unanswered: int, socket_path: str) -> dict:
+        code = EX_TEMPFAIL if self.refused else (EX_DATAERR if self.invalid else EX_OK)
+        if unanswered:
+            code = EX_UNAVAILABLE
+        return {"sent": sent, "accepted": self.accepted, "invalid": self.invalid, "refused": self.refused,
+                "unanswered": unanswered,
+                "event_ids": self.event_ids if len(self.event_ids) <= MAX_REPORTED_IDS else None,
+                "errors": self.errors, "socket": socket_path, "exit_code": code}
+
+
+def through_agent(stream: BinaryIO, path: str, timeout: float) -> dict:
+    """Send every line of ``stream`` to the agent's socket; the contract's ``send`` JSON."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as error:
+        sock.close()
+        return {"sent": 0, "accepted": 0, "invalid": 0, "event_ids": [], "socket": path,
+                "errors": [{"line": None, "error": f"no agent listening on {path}: {error.strerror}",
+                            "kind": "unavailable"}],
+                "exit_code": EX_UNAVAILABLE}
+    sock.settimeout(timeout)
+    counter = [0]
+    writer = threading.Thread(target=_pump_lines, args=(stream, sock, counter), daemon=True)
+    writer.start()
+    tally = Tally()
+    try:
+        for raw in sock.makefile("rb"):
+            tally.add(json.loads(raw))
+    except (OSError, ValueError):
+        pass
+    finally:
+        writer.join(timeout=1.0)
+        sock.close()
+    answered = tally.accepted + tally.invalid + tally.refused
+    return tally.result(counter[0], max(0, counter[0] - answered), path)

@@ -16,8 +16,8 @@ import stat
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from doow_track_agent.redact import mask_key
 from doow_track_agent.intake.validation import Problem, load_schema, problems
+from doow_track_agent.redact import mask_key
 
 DEFAULT_CONFIG_PATH = "/etc/doow-track/doow-track.json"
 _SECRET_KEYS = {"$.apiKey", "$.tcp.token"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from doow_track_agent.buffers import spool as spool_module
-from doow_track_agent.intake.events import Accepted
 from doow_track_agent.buffers.spool import Spool
+from doow_track_agent.intake.events import Accepted
 from doow_track_agent.stats import Stats
 
 

@@ -22,10 +22,10 @@ from typing import Dict, Iterator, List, Tuple
 import pytest
 
 from doow_track_agent import docgen
-from doow_track_agent.cli import COMMANDS
+from doow_track_agent.cli.registry import COMMANDS
 from doow_track_agent.modes.agent.pidfile import process_alive, running_pid
-from tests.support.agent import free_port
 from tests.docs import guide
+from tests.support.agent import free_port
 from tests.support.cli import BIN, base_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

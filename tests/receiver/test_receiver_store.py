@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from doow_track_agent.commands.receiver import print_summary
+from doow_track_agent.receiver.summary import print_summary
 from doow_track_agent.receiver.store import Store
 from tests.receiver.wire import make_batch, make_event
 

@@ -10,10 +10,10 @@ import shutil
 from typing import Callable, List
 
 from doow_track_agent.buffers import spool as spool_module
+from doow_track_agent.buffers.spool import Spool
 from doow_track_agent.intake.events import Intake
 from doow_track_agent.intake.policy import MAX_LINE_BYTES
 from doow_track_agent.sources.file_tail import FileTail, line_event_id
-from doow_track_agent.buffers.spool import Spool
 from doow_track_agent.stats import Stats
 
 

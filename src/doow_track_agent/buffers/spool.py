@@ -33,8 +33,8 @@ from typing import Any, Callable, Deque, List, NamedTuple, Optional, Sequence, T
 
 from doow_track_agent.delivery.pump import Queued
 from doow_track_agent.intake.events import DEDUP_WINDOW_SECONDS, Accepted
-from doow_track_agent.stats import Stats
 from doow_track_agent.intake.wire import BATCH_OVERHEAD
+from doow_track_agent.stats import Stats
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,9 @@ import argparse
 import json
 import os
 import sys
-from typing import Optional
 
 from doow_track_agent import config
-from doow_track_agent.modes.pipe.run import PipeOptions, PipeRun
+from doow_track_agent.modes.pipe.check import check_events
 
 EX_OK, EX_DATAERR, EX_NOINPUT, EX_CONFIG = 0, 65, 66, 78
 
@@ -49,21 +48,6 @@ def check_config(path: str) -> dict:
         result["warnings"].append({"key": "apiKey", "message": "no key in the file and DOOW_TRACK_API_KEY "
                                                                "is not set: pipe mode and the agent need one"})
     return result
-
-
-def check_events(path: str) -> Optional[dict]:
-    """Validate an events file as a dry run of pipe mode; None when it cannot be read."""
-    try:
-        stream = open(path, "rb")
-    except OSError as error:
-        sys.stderr.write(f"doow-track: cannot read {path}: {error.strerror}\n")
-        return None
-    with stream:
-        options = PipeOptions(outbox_path=os.devnull, rejects_path=os.devnull, dry_run=True, quiet=True,
-                              origin=path)
-        summary = PipeRun(config.load(None, {}), stream, options, sys.stderr).execute()
-    return {"lines_read": summary.lines_read, "valid": summary.valid, "invalid": summary.invalid,
-            "invalid_by_kind": summary.invalid_by_kind, "errors": summary.errors}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,12 +14,10 @@ import sys
 import time
 from typing import List, Optional
 
-from doow_track_agent import client
+from doow_track_agent import client, exits
 from doow_track_agent.buffers import spool
+from doow_track_agent.cli import options
 from doow_track_agent.intake import wire
-from doow_track_agent.commands.send import through_agent
-
-EX_OK, EX_NOINPUT = 0, 66
 
 EPILOG = """\
 examples:
@@ -42,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the spool's dead-letter table with the reason. List, export or retry them.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("list", "export", "retry"))
-    client.add_locating_options(parser, socket=True)
+    options.add_locating_options(parser, socket=True)
     parser.add_argument("--event-id", action="append", default=[], metavar="ID",
                         help="only this event (repeatable; default: all)")
     parser.add_argument("--limit", type=int, metavar="N", help="list/export at most N events")
@@ -63,8 +61,8 @@ def _list(args: argparse.Namespace, letters: List[spool.DeadLetter], total: int)
     entries = [_entry(letter) for letter in letters]
     human = [f"{total} dead letter(s)"] + [
         f"{e['at']} {e['event_id']} {e['metric']}={e['quantity']} {e['license_id']}: {e['reason']}" for e in entries]
-    client.emit(args, {"dead_letters": total, "events": entries}, "\n".join(human))
-    return EX_OK
+    options.emit(args, {"dead_letters": total, "events": entries}, "\n".join(human))
+    return exits.EX_OK
 
 
 def _as_input(letters: List[spool.DeadLetter]) -> bytes:
@@ -80,29 +78,29 @@ def _export(args: argparse.Namespace, letters: List[spool.DeadLetter]) -> int:
         sys.stderr.write(f"doow-track: {len(letters)} dead letter(s) written to {args.output}\n")
     else:
         sys.stdout.buffer.write(lines)
-    return EX_OK
+    return exits.EX_OK
 
 
 def _retry(args: argparse.Namespace, letters: List[spool.DeadLetter], conn, socket_path: Optional[str]) -> int:
     if not socket_path:
         sys.stderr.write("doow-track deadletter retry: no socket: pass --socket\n")
-        return client.EX_USAGE
+        return exits.EX_USAGE
     stream = io.BytesIO(_as_input(letters))
-    result = through_agent(stream, socket_path, timeout=60.0)
+    result = client.through_agent(stream, socket_path, timeout=60.0)
     accepted = set(result["event_ids"] or [])
     spool.forget_dead_letters(conn, [letter.id for letter in letters if letter.event_id in accepted])
     summary = {"retried": len(letters), "accepted": result["accepted"], "invalid": result["invalid"],
                "errors": result["errors"], "exit_code": result["exit_code"]}
-    client.emit(args, summary, f"{result['accepted']} of {len(letters)} dead letter(s) handed back to the agent")
+    options.emit(args, summary, f"{result['accepted']} of {len(letters)} dead letter(s) handed back to the agent")
     return int(result["exit_code"])
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = client.settings_for(args)
+    settings = options.settings_for(args)
     conn = spool.open_existing(settings.spool_dir)
     if conn is None:
         sys.stderr.write(f"doow-track deadletter: no spool in {settings.spool_dir} (spool.dir)\n")
-        return EX_NOINPUT
+        return exits.EX_NOINPUT
     try:
         letters = spool.dead_letters(conn, args.limit, args.event_id)
         if args.action == "list":

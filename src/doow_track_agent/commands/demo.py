@@ -44,8 +44,8 @@ def pipe_through_cli(url: str, data: bytes) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from doow_track_agent.commands.receiver import print_summary
     from doow_track_agent.receiver.server import Receiver
+    from doow_track_agent.receiver.summary import print_summary
 
     workdir = tempfile.mkdtemp(prefix="doow-track-demo-")
     database = os.path.join(workdir, "receiver.sqlite")

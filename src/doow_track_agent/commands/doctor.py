@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from doow_track_agent import client
+from doow_track_agent.cli import options
 from doow_track_agent.doctor import report, runner
 from doow_track_agent.doctor.subject import gather
 from doow_track_agent.redact import scrub
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Check the config, the key, the endpoint, licenses, an events file and the agent, "
                     "printing one line per check (ok, warn, fail, skip) with what to do about it.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    client.add_locating_options(parser)
+    options.add_locating_options(parser)
     parser.add_argument("--api-key", metavar="dk_...", help="the key to check (visible in ps: prefer "
                                                              "DOOW_TRACK_API_KEY or --api-key-file)")
     parser.add_argument("--api-key-file", metavar="FILE", help="read the key from the first line of FILE")

@@ -9,11 +9,11 @@ import sys
 import time
 from typing import Optional
 
-from doow_track_agent import client
-from doow_track_agent.modes.agent import pidfile
+from doow_track_agent import client, exits
+from doow_track_agent.cli import options
 from doow_track_agent.config import Settings
+from doow_track_agent.modes.agent import pidfile
 
-EX_OK = 0
 _POLL_SECONDS = 0.05
 
 EPILOG = """\
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Send SIGHUP to the running agent and wait until it reports a new config "
                     "generation with the same pid, or the reason it kept the old config.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    client.add_locating_options(parser)
+    options.add_locating_options(parser)
     parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
                         help="seconds to wait for the agent's answer (default 10)")
     parser.set_defaults(func=run)
@@ -46,7 +46,7 @@ def _status_after(settings: Settings, args: argparse.Namespace) -> Optional[dict
     document = client.fetch_status(settings, timeout=1.0)
     if document is None:
         try:
-            document = client.fetch_status(client.settings_for(args), timeout=1.0)
+            document = client.fetch_status(options.settings_for(args), timeout=1.0)
         except SystemExit:
             return None
     return document
@@ -69,31 +69,31 @@ def _refuse_invalid(args: argparse.Namespace, error: str) -> int:
     result = {"ok": False, "pid": pid, "generation_before": None, "generation": None,
               "error": f"the config is invalid; the agent was not signalled and keeps its current config: {error}"}
     sys.stderr.write(f"doow-track: {result['error']}\n")
-    client.emit(args, result, "reload not attempted: invalid config")
-    return client.EX_CONFIG
+    options.emit(args, result, "reload not attempted: invalid config")
+    return exits.EX_CONFIG
 
 
 def run(args: argparse.Namespace) -> int:
-    settings, error = client.try_settings(args)
+    settings, error = options.try_settings(args)
     if settings is None:
         return _refuse_invalid(args, str(error))
-    pid, before = client.find_agent(args, settings)
+    pid, before = client.find_agent(settings, options.pidfile_path(args, settings))
     result = {"ok": False, "pid": pid, "generation_before": before and before["generation"],
               "generation": None, "error": None}
     if pid is None:
         result["error"] = "no doow-track agent is running"
-        client.emit(args, result, result["error"])
-        return client.EX_NOT_RUNNING
+        options.emit(args, result, result["error"])
+        return exits.EX_NOT_RUNNING
     os.kill(pid, signal.SIGHUP)
     if before is None:
         sys.stderr.write("doow-track: SIGHUP sent; the health listener does not answer, so the outcome "
                          "cannot be confirmed: check the agent's log\n")
         result.update(ok=True, confirmed=False)
-        client.emit(args, result, f"reload signal sent to pid {pid} (not confirmed)")
-        return EX_OK
+        options.emit(args, result, f"reload signal sent to pid {pid} (not confirmed)")
+        return exits.EX_OK
     after = _wait(settings, args, pid, before["reload"]["attempts"])
     code = _verdict(result, pid, after, args.timeout)
-    client.emit(args, result, f"agent (pid {pid}) reloaded: config generation {result['generation_before']} -> "
+    options.emit(args, result, f"agent (pid {pid}) reloaded: config generation {result['generation_before']} -> "
                                f"{result['generation']}" if result["ok"] else f"reload failed: {result['error']}")
     return code
 
@@ -101,13 +101,13 @@ def run(args: argparse.Namespace) -> int:
 def _verdict(result: dict, pid: int, after: Optional[dict], timeout: float) -> int:
     if after is None:
         result["error"] = f"the agent did not report the reload within {timeout:g}s"
-        return client.EX_TEMPFAIL
+        return exits.EX_TEMPFAIL
     result["generation"] = after["generation"]
     if after["pid"] != pid:
         result["error"] = f"the agent restarted instead of reloading (pid {pid} -> {after['pid']})"
-        return client.EX_TEMPFAIL
+        return exits.EX_TEMPFAIL
     if not after["reload"]["ok"]:
         result["error"] = f"kept the previous config: {after['reload']['error']}"
-        return client.EX_CONFIG
+        return exits.EX_CONFIG
     result["ok"] = True
-    return EX_OK
+    return exits.EX_OK

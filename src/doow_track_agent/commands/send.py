@@ -1,27 +1,21 @@
 """``doow-track send``: hand events to the running agent (committed to its spool), or ``--direct``.
 
-Events come from the arguments (one JSON object each) or stdin.  Lines are
-written by a thread while replies are read here, so a large input streams
-through the agent's socket without either side waiting on the other.
+Events come from the arguments (one JSON object each) or stdin; the agent's
+socket protocol is spoken by ``client.through_agent``.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
-import socket
 import sys
-import threading
-from typing import BinaryIO, List, Optional
+from typing import BinaryIO, Optional
 
-from doow_track_agent import client
-
-EX_OK, EX_DATAERR = 0, 65
-MAX_REPORTED_IDS = 1000
-MAX_REPORTED_ERRORS = 100
-_REFUSED = ("spool_full", "spool_error")
+from doow_track_agent.cli.options import emit, settings_for
+from doow_track_agent.cli.pipe import add_delivery_options, deliver_lines, load_settings
+from doow_track_agent.client import through_agent
+from doow_track_agent.exits import EX_USAGE
 
 EPILOG = """\
 examples:
@@ -38,8 +32,6 @@ reachable, 75 the spool is full or failing (see "errors").
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from doow_track_agent.commands.run import add_delivery_options
-
     parser = subparsers.add_parser(
         "send", help="send events to the running agent (or --direct)", epilog=EPILOG,
         description="Send events (JSON objects as arguments, or NDJSON on stdin) to the running agent's "
@@ -66,79 +58,6 @@ def _input(args: argparse.Namespace) -> Optional[BinaryIO]:
     return sys.stdin.buffer
 
 
-def _pump_lines(stream: BinaryIO, sock: socket.socket, counter: List[int]) -> None:
-    """Writer thread: stream the input to the agent, counting the lines that expect a reply."""
-    try:
-        for line in stream:
-            if line.strip():
-                counter[0] += 1
-            sock.sendall(line if line.endswith(b"\n") else line + b"\n")
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass  # the reader sees the connection end and reports what was not acknowledged
-
-
-class Tally:
-    """The agent's replies, summed up as the contract's JSON."""
-
-    def __init__(self) -> None:
-        self.accepted = 0
-        self.invalid = 0
-        self.refused = 0
-        self.event_ids: List[str] = []
-        self.errors: List[dict] = []
-
-    def add(self, reply: dict) -> None:
-        if reply.get("ok"):
-            self.accepted += 1
-            if len(self.event_ids) <= MAX_REPORTED_IDS:
-                self.event_ids.append(reply["event_id"])
-            return
-        if reply.get("kind") in _REFUSED:
-            self.refused += 1
-        else:
-            self.invalid += 1
-        if len(self.errors) < MAX_REPORTED_ERRORS:
-            self.errors.append({"line": reply.get("line"), "error": reply.get("error"), "kind": reply.get("kind")})
-
-    def result(self, sent: int, unanswered: int, socket_path: str) -> dict:
-        code = client.EX_TEMPFAIL if self.refused else (EX_DATAERR if self.invalid else EX_OK)
-        if unanswered:
-            code = client.EX_UNAVAILABLE
-        return {"sent": sent, "accepted": self.accepted, "invalid": self.invalid, "refused": self.refused,
-                "unanswered": unanswered,
-                "event_ids": self.event_ids if len(self.event_ids) <= MAX_REPORTED_IDS else None,
-                "errors": self.errors, "socket": socket_path, "exit_code": code}
-
-
-def through_agent(stream: BinaryIO, path: str, timeout: float) -> dict:
-    """Send every line of ``stream`` to the agent's socket; the contract's ``send`` JSON."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError as error:
-        sock.close()
-        return {"sent": 0, "accepted": 0, "invalid": 0, "event_ids": [], "socket": path,
-                "errors": [{"line": None, "error": f"no agent listening on {path}: {error.strerror}",
-                            "kind": "unavailable"}],
-                "exit_code": client.EX_UNAVAILABLE}
-    sock.settimeout(timeout)
-    counter = [0]
-    writer = threading.Thread(target=_pump_lines, args=(stream, sock, counter), daemon=True)
-    writer.start()
-    tally = Tally()
-    try:
-        for raw in sock.makefile("rb"):
-            tally.add(json.loads(raw))
-    except (OSError, ValueError):
-        pass
-    finally:
-        writer.join(timeout=1.0)
-        sock.close()
-    answered = tally.accepted + tally.invalid + tally.refused
-    return tally.result(counter[0], max(0, counter[0] - answered), path)
-
-
 def _human(result: dict) -> str:
     text = [f"{result['accepted']} of {result['sent']} event(s) accepted by the agent"]
     text += [f"line {error['line']}: {error['error']}" for error in result["errors"]]
@@ -148,9 +67,7 @@ def _human(result: dict) -> str:
 
 
 def _direct(args: argparse.Namespace, stream: BinaryIO) -> int:
-    from doow_track_agent.commands.run import build_parser, deliver_lines, load_settings
-
-    settings = load_settings(args, build_parser(), os.environ)
+    settings = load_settings(args, os.environ)
     return deliver_lines(settings, stream, args).exit_code
 
 
@@ -158,15 +75,15 @@ def run(args: argparse.Namespace) -> int:
     stream = _input(args)
     if stream is None:
         sys.stderr.write("doow-track send: give events as arguments or pipe NDJSON on stdin\n")
-        return client.EX_USAGE
+        return EX_USAGE
     if args.direct:
         return _direct(args, stream)
-    path = args.socket or client.settings_for(args).socket_path
+    path = args.socket or settings_for(args).socket_path
     if not path:
         sys.stderr.write("doow-track send: no socket: socket.path is null in the config; pass --socket\n")
-        return client.EX_USAGE
+        return EX_USAGE
     result = through_agent(stream, path, args.timeout)
     for error in result["errors"][:10] if args.json else []:
         sys.stderr.write(f"doow-track send: line {error['line']}: {error['error']}\n")
-    client.emit(args, result, _human(result))
+    emit(args, result, _human(result))
     return int(result["exit_code"])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import List
 
-from doow_track_agent import client
+from doow_track_agent import client, exits
 from doow_track_agent.buffers import spool
+from doow_track_agent.cli import options
 
 EPILOG = """\
 examples:
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Ask the agent found from its config (health.listen, else the pidfile) for its "
                     "state: pid, readiness, config generation, spool depth, counters, last error.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    client.add_locating_options(parser)
+    options.add_locating_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -58,14 +59,14 @@ def _spool_line(figures: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = client.settings_for(args)
-    pid, document = client.find_agent(args, settings)
+    settings = options.settings_for(args)
+    pid, document = client.find_agent(settings, options.pidfile_path(args, settings))
     if document is None and pid is not None:
         document = {"running": True, "ready": False, "pid": pid, "generation": None,
                     "error": f"the health listener ({settings.health_listen or 'disabled'}) does not answer"}
     if document is None:
         document = {"running": False, "ready": False, "pid": None,
                     "spool": spool.offline_figures(settings.spool_dir, settings.spool_max_bytes),
-                    "config": client.config_path(args)}
-    client.emit(args, document, _describe(document))
-    return 0 if document["running"] else client.EX_NOT_RUNNING
+                    "config": options.config_path(args)}
+    options.emit(args, document, _describe(document))
+    return 0 if document["running"] else exits.EX_NOT_RUNNING

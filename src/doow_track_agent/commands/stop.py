@@ -7,10 +7,10 @@ import os
 import signal
 import time
 
-from doow_track_agent import client
+from doow_track_agent import client, exits
+from doow_track_agent.cli import options
 from doow_track_agent.modes.agent.pidfile import process_alive
 
-EX_OK = 0
 _POLL_SECONDS = 0.05
 _MARGIN_SECONDS = 10.0
 
@@ -30,18 +30,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "stop", help="stop the agent, draining what it can", epilog=EPILOG,
         description="Send SIGTERM to the running agent and wait until its process is gone.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    client.add_locating_options(parser)
+    options.add_locating_options(parser)
     parser.add_argument("--timeout", type=float, metavar="S",
                         help=f"seconds to wait (default: shutdownTimeout + {_MARGIN_SECONDS:g})")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = client.settings_for(args)
-    pid, _ = client.find_agent(args, settings)
+    settings = options.settings_for(args)
+    pid, _ = client.find_agent(settings, options.pidfile_path(args, settings))
     if pid is None or not process_alive(pid):
-        client.emit(args, {"was_running": False, "stopped": True, "pid": None}, "no doow-track agent is running")
-        return EX_OK
+        options.emit(args, {"was_running": False, "stopped": True, "pid": None}, "no doow-track agent is running")
+        return exits.EX_OK
     os.kill(pid, signal.SIGTERM)
     timeout = args.timeout if args.timeout is not None else settings.shutdown_timeout + _MARGIN_SECONDS
     deadline = time.monotonic() + timeout
@@ -49,5 +49,5 @@ def run(args: argparse.Namespace) -> int:
         time.sleep(_POLL_SECONDS)
     stopped = not process_alive(pid)
     human = f"agent (pid {pid}) stopped" if stopped else f"agent (pid {pid}) still running after {timeout:g}s"
-    client.emit(args, {"was_running": True, "stopped": stopped, "pid": pid}, human)
-    return EX_OK if stopped else client.EX_TEMPFAIL
+    options.emit(args, {"was_running": True, "stopped": stopped, "pid": pid}, human)
+    return exits.EX_OK if stopped else exits.EX_TEMPFAIL

@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 
-from doow_track_agent import client
+from doow_track_agent.cli import options
 from doow_track_agent.modes.agent import systemd
 
 EPILOG = """\
@@ -43,7 +43,7 @@ def _executable() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = client.settings_for(args)
-    config_path = os.path.abspath(client.config_path(args))
+    settings = options.settings_for(args)
+    config_path = os.path.abspath(options.config_path(args))
     sys.stdout.write(systemd.unit(settings, os.path.abspath(args.exec_path or _executable()), config_path, args.user))
     return 0

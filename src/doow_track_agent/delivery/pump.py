@@ -18,9 +18,9 @@ from typing import Any, List, NamedTuple, Optional, Protocol, Tuple
 
 import httpx
 
+from doow_track_agent.config import Settings
 from doow_track_agent.delivery import replies
 from doow_track_agent.intake import wire
-from doow_track_agent.config import Settings
 from doow_track_agent.stats import Stats
 
 KEY_RETRY_SECONDS = 60.0

@@ -15,6 +15,7 @@ from typing import Iterator, Optional
 
 from doow_track_agent import client
 from doow_track_agent.buffers import spool
+from doow_track_agent.cli import options
 from doow_track_agent.config import Settings
 from doow_track_agent.doctor.config import NO_SETTINGS
 from doow_track_agent.doctor.report import FAIL, OK, SKIP, WARN, Check, skipped
@@ -30,7 +31,7 @@ def checks(subject: Subject) -> Iterator[Check]:
     if settings is None:
         yield from skipped(NAMES, NO_SETTINGS)
         return
-    pid, document = client.find_agent(subject.args, settings)
+    pid, document = client.find_agent(settings, options.pidfile_path(subject.args, settings))
     listening = _socket_accepts(settings.socket_path)
     if pid is None and not listening and not subject.agent_configured:
         yield from skipped(NAMES, "no agent configured (the config sets none of pidfile, socket, spool, health)")
@@ -58,7 +59,7 @@ def _socket_accepts(path: Optional[str]) -> bool:
 
 def _running(subject: Subject, settings: Settings, pid: Optional[int], document: Optional[dict],
              listening: bool) -> Check:
-    pidfile = client.pidfile_path(subject.args, settings)
+    pidfile = options.pidfile_path(subject.args, settings)
     socket_state = f"socket {settings.socket_path} {'accepts connections' if listening else 'is not listening'}"
     if document:
         return Check("agent.running", OK,

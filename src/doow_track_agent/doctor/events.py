@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from doow_track_agent.commands.check import check_events
 from doow_track_agent.doctor.report import FAIL, OK, SKIP, WARN, Check
 from doow_track_agent.doctor.subject import Subject
+from doow_track_agent.modes.pipe.check import check_events
 
 SHOWN_ERRORS = 3
 

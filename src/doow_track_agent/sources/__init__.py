@@ -24,9 +24,9 @@ import json
 import logging
 from typing import List, NamedTuple, Optional, Set, Tuple, Union
 
+from doow_track_agent.buffers.spool import Spool, SpoolError
 from doow_track_agent.intake.events import Accepted, Intake, Invalid
 from doow_track_agent.sources.lines import Line, LineSplitter
-from doow_track_agent.buffers.spool import Spool, SpoolError
 from doow_track_agent.stats import Stats
 
 log = logging.getLogger(__name__)

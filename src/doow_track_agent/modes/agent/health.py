@@ -17,9 +17,9 @@ import time
 from typing import Callable, Dict, List, Optional, Protocol, Tuple
 
 from doow_track_agent import __version__
+from doow_track_agent.buffers.spool import Spool
 from doow_track_agent.config import Listen, Settings
 from doow_track_agent.redact import mask_key
-from doow_track_agent.buffers.spool import Spool
 from doow_track_agent.stats import Stats
 
 log = logging.getLogger(__name__)

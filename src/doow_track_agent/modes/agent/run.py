@@ -32,17 +32,17 @@ import daemon
 import daemon.daemon
 
 from doow_track_agent import __version__, config
-from doow_track_agent.modes.agent import logs, systemd
+from doow_track_agent.buffers.spool import Spool, SpoolError
 from doow_track_agent.config import ConfigError, Settings
 from doow_track_agent.delivery.pump import Pump
-from doow_track_agent.modes.agent.health import HealthServer
 from doow_track_agent.intake.events import Intake
+from doow_track_agent.modes.agent import logs, systemd
+from doow_track_agent.modes.agent.health import HealthServer
 from doow_track_agent.modes.agent.pidfile import PidFile, PidfileLocked
 from doow_track_agent.sources import Producers, SourceError, file_tail
 from doow_track_agent.sources.file_tail import FileTail
 from doow_track_agent.sources.tcp import TcpSource, address, require_token
 from doow_track_agent.sources.unix_socket import UnixSource
-from doow_track_agent.buffers.spool import Spool, SpoolError
 from doow_track_agent.stats import Stats
 
 log = logging.getLogger(__name__)

@@ -18,14 +18,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Deque, Dict, List, Optional, TextIO, Tuple
 
-from doow_track_agent.modes.pipe import outbox
-from doow_track_agent.intake import wire
 from doow_track_agent.config import Settings
 from doow_track_agent.delivery.pump import Pump, Queued
+from doow_track_agent.intake import wire
 from doow_track_agent.intake.events import Accepted, Intake, Invalid
+from doow_track_agent.intake.wire import BATCH_OVERHEAD
+from doow_track_agent.modes.pipe import outbox
 from doow_track_agent.sources.lines import Line, read_lines
 from doow_track_agent.stats import Stats
-from doow_track_agent.intake.wire import BATCH_OVERHEAD
 
 EX_OK, EX_DATAERR, EX_TEMPFAIL, EX_NOPERM = 0, 65, 75, 77
 QUEUE_EVENTS = 20_000

@@ -1,0 +1,68 @@
+"""Command-line pieces the agent-facing commands share: locating the agent's config and pidfile, output.
+
+Library code never exits; these helpers are where a command turns a problem
+into its exit status and its message on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Optional, Tuple
+
+from doow_track_agent import config
+from doow_track_agent.config import Settings
+from doow_track_agent.exits import EX_CONFIG
+
+
+def add_locating_options(parser: argparse.ArgumentParser, *, socket: bool = False) -> None:
+    """``--config``, ``--pidfile`` (or ``--socket``) and ``--json``: the contract's shared options."""
+    parser.add_argument("--config", metavar="FILE",
+                        help=f"the agent's config (default: $DOOW_TRACK_CONFIG or {config.DEFAULT_CONFIG_PATH})")
+    if socket:
+        parser.add_argument("--socket", metavar="PATH", help="the agent's socket (overrides socket.path)")
+    else:
+        parser.add_argument("--pidfile", metavar="FILE", help="the agent's pidfile (overrides pidfile)")
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+
+
+def config_path(args: argparse.Namespace) -> str:
+    return args.config or config.default_config_path(os.environ)
+
+
+def try_settings(args: argparse.Namespace) -> Tuple[Optional[Settings], Optional[str]]:
+    """The agent's settings as its config file says (a missing file means defaults), or the error.
+
+    Relative paths in the config are taken from the current directory, as
+    the agent takes them from the directory it was started in.
+    """
+    try:
+        settings = config.load(config_path(args), os.environ, require_file=bool(args.config))
+    except config.ConfigError as error:
+        return None, str(error)
+    return config.resolve_paths(settings, os.getcwd()), None
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    """``try_settings``, exiting 78 with every problem named when the config is invalid."""
+    settings, error = try_settings(args)
+    if settings is None:
+        sys.stderr.write(f"doow-track: bad configuration:\n{error}\n")
+        raise SystemExit(EX_CONFIG)
+    return settings
+
+
+def pidfile_path(args: argparse.Namespace, settings: Settings) -> Optional[str]:
+    """``--pidfile`` when the command has it and it was given, else the config's ``pidfile``."""
+    return getattr(args, "pidfile", None) or settings.pidfile
+
+
+def emit(args: argparse.Namespace, document: dict, human: str) -> None:
+    """One JSON object on stdout with ``--json``, else the human text."""
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(document) + "\n")
+    else:
+        sys.stdout.write(human.rstrip("\n") + "\n")
+    sys.stdout.flush()

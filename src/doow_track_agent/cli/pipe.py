@@ -1,0 +1,121 @@
+"""Pipe mode from the command line: the delivery options, settings from flags, the run and its report.
+
+Shared by ``doow-track`` itself (``commands/run.py``) and ``send --direct``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Mapping, Tuple
+
+from doow_track_agent import config
+from doow_track_agent.exits import EX_CONFIG
+from doow_track_agent.modes.pipe import outbox
+from doow_track_agent.modes.pipe.run import PipeOptions, PipeRun, Summary, summary_line
+
+
+def add_delivery_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by pipe mode and ``send --direct``."""
+    key = parser.add_argument_group("key and endpoint")
+    key.add_argument("--config", metavar="FILE",
+                     help="JSON config file (apiKey, endpoint, flushAt, flushInterval, attribution, ...)")
+    key.add_argument("--api-key", metavar="dk_...",
+                     help="Doow SDK key (visible in 'ps' to other local users: prefer DOOW_TRACK_API_KEY "
+                          "or --api-key-file)")
+    key.add_argument("--api-key-file", metavar="FILE", help="read the key from the first line of FILE")
+    key.add_argument("--endpoint", metavar="URL", help="API base URL (default https://api.doow.co)")
+    tuning = parser.add_argument_group("batching and events")
+    tuning.add_argument("--flush-at", type=int, metavar="N", help="send when N events are waiting (default 20)")
+    tuning.add_argument("--flush-interval", type=int, metavar="MS",
+                        help="send waiting events after at most MS milliseconds (default 10000)")
+    tuning.add_argument("--concurrency", type=int, metavar="N", help="requests in flight (default 4)")
+    tuning.add_argument("--attribution", action="append", default=[], metavar="KEY=VALUE", type=attribution_pair,
+                        help="default attribution for every event (repeatable; the event's own wins)")
+    output = parser.add_argument_group("outcome")
+    output.add_argument("--dry-run", action="store_true", help="validate every line, send nothing")
+    output.add_argument("--outbox", metavar="FILE",
+                        help="where undelivered events go, re-sendable as input "
+                             "(default ~/.local/state/doow-track/outbox-*.ndjson)")
+    output.add_argument("--rejects", metavar="FILE",
+                        help="where events the API refused go, with reasons "
+                             "(default ~/.local/state/doow-track/rejects-*.ndjson)")
+    output.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    output.add_argument("-q", "--quiet", action="store_true", help="no per-line errors and no summary on stderr")
+    output.add_argument("-v", "--verbose", action="store_true", help="log every retry and request outcome")
+
+
+def attribution_pair(text: str) -> Tuple[str, str]:
+    """``--attribution KEY=VALUE`` as a pair; argparse turns the error into a usage error (64)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE")
+    return key, value
+
+
+def flag_layer(args: argparse.Namespace) -> dict:
+    """The command line as a config layer (camelCase keys, only what was given)."""
+    layer: dict = {}
+    key = args.api_key or (config.read_key_file(args.api_key_file) if args.api_key_file else None)
+    values = {"apiKey": key, "endpoint": args.endpoint, "flushAt": args.flush_at,
+              "flushInterval": args.flush_interval, "concurrency": args.concurrency,
+              "pidfile": getattr(args, "pidfile", None)}
+    layer.update({name: value for name, value in values.items() if value is not None})
+    if args.attribution:
+        layer["attribution"] = dict(args.attribution)
+    return layer
+
+
+def load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> config.Settings:
+    """Resolve settings or exit 78 with every problem named."""
+    try:
+        return config.load(args.config, env, flag_layer(args))
+    except config.ConfigError as error:
+        sys.stderr.write(f"doow-track: bad configuration:\n{error}\n")
+        raise SystemExit(EX_CONFIG) from None
+
+
+def setup_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.INFO if verbose else (logging.ERROR if quiet else logging.WARNING)
+    logging.basicConfig(level=level, format="doow-track: %(message)s", stream=sys.stderr)
+
+
+def deliver_lines(settings: config.Settings, stream, args: argparse.Namespace,
+                  env: Mapping[str, str] = os.environ) -> Summary:
+    """Pipe mode over any binary stream; also what ``send --direct`` uses."""
+    dry_run = args.dry_run or settings.disabled
+    if settings.disabled and not args.dry_run:
+        sys.stderr.write("doow-track: DOOW_TRACK_DISABLED is set: validating only, nothing is sent\n")
+    if not settings.api_key and not dry_run:
+        sys.stderr.write("doow-track: no API key: pass --api-key, --api-key-file, set DOOW_TRACK_API_KEY, "
+                         "or put apiKey in the --config file\n")
+        raise SystemExit(EX_CONFIG)
+    for warning in settings.warnings:
+        sys.stderr.write(f"doow-track: warning: {warning}\n")
+    options = PipeOptions(
+        outbox_path=args.outbox or outbox.default_path(env, "outbox"),
+        rejects_path=args.rejects or outbox.default_path(env, "rejects"),
+        dry_run=dry_run, quiet=args.quiet, verbose=args.verbose,
+        progress=sys.stderr.isatty() and not args.quiet and not args.json,
+    )
+    summary = PipeRun(settings, stream, options, sys.stderr).execute()
+    report(summary, args, dry_run)
+    return summary
+
+
+def report(summary: Summary, args: argparse.Namespace, dry_run: bool) -> None:
+    """Summary on stderr; with --json, the machine-readable object on stdout."""
+    if not args.quiet:
+        sys.stderr.write(f"doow-track: {summary_line(summary, dry_run)}\n")
+        if summary.outbox:
+            sys.stderr.write(f"doow-track: {summary.outboxed} undelivered events written to {summary.outbox}; "
+                             f"re-send them with: doow-track < {summary.outbox}\n")
+        if summary.rejects:
+            sys.stderr.write(f"doow-track: {summary.rejected} events refused by the API, with reasons, "
+                             f"in {summary.rejects}\n")
+    if args.json:
+        sys.stdout.write(json.dumps(summary.as_json()) + "\n")
+        sys.stdout.flush()
