@@ -1,8 +1,10 @@
-"""The guide's config and event references, generated from the shipped JSON Schemas.
+"""Reference tables generated from what the code ships: the JSON Schemas and the exit-status table.
 
-The schemas decide what is valid; a hand-written reference would drift from
-them.  ``docs/guide.md`` holds the generated tables between marker comments,
-and a test fails when they differ from what this module produces now:
+The schemas decide what is valid and ``exits`` what each status means; a
+hand-written reference would drift from them.  ``docs/guide.md`` (config and
+event references) and ``docs/cli-contract.md`` (exit statuses) hold the
+generated tables between marker comments, and a test fails when they differ
+from what this module produces now:
 
     python -m doow_track_agent.docgen docs/guide.md           # rewrite the generated sections
     python -m doow_track_agent.docgen --check docs/guide.md   # exit 1 when they are stale
@@ -12,14 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from doow_track_agent import exits
 from doow_track_agent.config import ENV_NAMES, FLAG_NAMES
 from doow_track_agent.intake.validation import load_schema
 
-BEGIN = "<!-- BEGIN GENERATED {name} (python -m doow_track_agent.docgen docs/guide.md) -->"
+BEGIN = "<!-- BEGIN GENERATED {name} (python -m doow_track_agent.docgen {document}) -->"
 END = "<!-- END GENERATED {name} -->"
 
 
@@ -96,19 +100,36 @@ def event_reference() -> str:
     return _table(["field", "required", "type", "meaning"], rows, schema["description"])
 
 
+def exit_statuses() -> str:
+    names = {value: name for name, value in vars(exits).items() if name.startswith("EX_")}
+    rows = [[str(code), f"`{names[code]}`", meaning] for code, meaning in sorted(exits.MEANINGS.items())]
+    return _table(["code", "name", "meaning"], rows,
+                  "Every command draws its status from one table (`exits.py`, names as in sysexits.h).")
+
+
 def _table(header: Sequence[str], rows: List[List[str]], intro: str) -> str:
     lines = [intro, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-SECTIONS: Dict[str, Callable[[], str]] = {"config-reference": config_reference, "event-format": event_reference}
+# name -> (the document holding it, its generator)
+SECTIONS: Dict[str, Tuple[str, Callable[[], str]]] = {
+    "config-reference": ("docs/guide.md", config_reference),
+    "event-format": ("docs/guide.md", event_reference),
+    "exit-statuses": ("docs/cli-contract.md", exit_statuses),
+}
 
 
-def render(text: str) -> str:
-    """``text`` with every generated section replaced by what the schemas say now."""
-    for name, generate in SECTIONS.items():
-        begin, end = BEGIN.format(name=name), END.format(name=name)
+def render(text: str, document: str) -> str:
+    """``text`` (the file ``document``) with each of its generated sections replaced by what the code says now.
+
+    Raises ValueError when a section ``SECTIONS`` places in ``document`` has lost its markers.
+    """
+    for name, (home, generate) in SECTIONS.items():
+        if home != document:
+            continue
+        begin, end = BEGIN.format(name=name, document=home), END.format(name=name)
         found = re.search(re.escape(begin) + r"\n.*?" + re.escape(end), text, re.DOTALL)
         if not found:
             raise ValueError(f"no generated section {name!r} (a {begin!r} ... {end!r} pair)")
@@ -124,7 +145,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     with open(args.path, encoding="utf-8") as handle:
         text = handle.read()
-    fresh = render(text)
+    fresh = render(text, os.path.relpath(args.path).replace(os.sep, "/"))
     if args.check:
         if fresh != text:
             sys.stderr.write(f"{args.path}: generated sections are stale; run: {parser.prog} {args.path}\n")

@@ -1,20 +1,41 @@
 """Exit statuses of every ``doow-track`` command: one table, named as in BSD's sysexits.h.
 
 Scripts tell outcomes apart by these numbers, so each keeps one meaning
-across commands; ``docs/cli-contract.md`` lists which command uses which.
+across commands.  ``MEANINGS`` is what ``docs/cli-contract.md``'s table is
+generated from (``python -m doow_track_agent.docgen docs/cli-contract.md``).
+Besides sysexits: 1 is a failed verdict (a check, not an error), 3 is the
+LSB init-script status "not running", 130 is the shell's 128 + SIGINT.
 """
 
 from __future__ import annotations
 
-EX_OK = 0            # everything done
-EX_FAILED = 1        # the command's check failed (doctor found a failure, demo lost events)
-EX_NOT_RUNNING = 3   # status/stop: no agent is running (LSB init-script convention)
-EX_USAGE = 64        # bad command line
-EX_DATAERR = 65      # some events invalid or refused by the API (the rest were handled)
-EX_NOINPUT = 66      # an input file cannot be read
-EX_UNAVAILABLE = 69  # no agent reachable, or the agent went away mid-answer
-EX_SOFTWARE = 70     # internal error: a bug, reported as such
-EX_TEMPFAIL = 75     # not delivered for now: retry later (outbox, full spool, agent still draining)
-EX_NOPERM = 77       # the API refused the key
-EX_CONFIG = 78       # bad configuration (or a spool this version cannot read)
-EX_INTERRUPTED = 130  # interrupted by SIGINT (128 + 2), the shell's convention
+from typing import Dict
+
+EX_OK = 0
+EX_FAILED = 1
+EX_NOT_RUNNING = 3
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_NOINPUT = 66
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+EX_TEMPFAIL = 75
+EX_NOPERM = 77
+EX_CONFIG = 78
+EX_INTERRUPTED = 130
+
+MEANINGS: Dict[int, str] = {
+    EX_OK: "success",
+    EX_FAILED: "`doctor`: at least one check failed; `demo`: not every valid event arrived",
+    EX_NOT_RUNNING: "`status`, `reload`: no agent is running",
+    EX_USAGE: "usage error",
+    EX_DATAERR: "some events invalid or rejected by the API (the rest delivered/spooled)",
+    EX_NOINPUT: "input missing: `check --events` file unreadable, `deadletter` without a spool, "
+                "`receiver summary` without a database",
+    EX_UNAVAILABLE: "no agent reachable (`send`), or the agent did not come up (start)",
+    EX_SOFTWARE: "the agent hit an internal error while starting",
+    EX_TEMPFAIL: "delivery failed after retries (outbox written) / spool full; `stop`, `reload`: no answer in time",
+    EX_NOPERM: "API key rejected (401/403)",
+    EX_CONFIG: "bad configuration, or a spool written by a newer doow-track",
+    EX_INTERRUPTED: "interrupted (Ctrl-C) before the command finished",
+}

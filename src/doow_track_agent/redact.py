@@ -13,7 +13,14 @@ _KEY = re.compile(r"dk_[A-Za-z0-9_-]+")
 
 
 def mask_key(key: Optional[str]) -> str:
-    """Show a key as ``dk_…abcd``: enough to tell keys apart, never enough to use one."""
+    """Show a key as ``dk_…abcd``: enough to tell keys apart, never enough to use one.
+
+    The ``dk_`` prefix stays when the key has it; the last 4 characters show
+    only when more than 8 follow the prefix (``dk_abcdefg`` -> ``dk_…``,
+    ``dk_live_abcdefgh1234`` -> ``dk_…1234``); no key reads ``(none)``.  The
+    collection's ``module_utils/doow_cli.py`` has a stdlib-only copy that
+    ``tests/unit/test_collection_in_step.py`` keeps identical in behaviour.
+    """
     if not key:
         return "(none)"
     prefix = "dk_" if key.startswith("dk_") else ""

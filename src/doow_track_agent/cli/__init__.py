@@ -16,6 +16,7 @@ from typing import List, Optional
 from doow_track_agent import __version__
 from doow_track_agent.cli.registry import COMMANDS, DEFAULT_COMMAND
 from doow_track_agent.cli.usage import UsageParser
+from doow_track_agent.exits import EX_INTERRUPTED, EX_OK
 
 
 def _run_command(name: str, argv: List[str]) -> int:
@@ -31,10 +32,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--version"]:
         print(f"doow-track {__version__}")
-        return 0
+        return EX_OK
     try:
         if argv and argv[0] in COMMANDS:
             return _run_command(argv[0], argv[1:])
         return int(import_module(DEFAULT_COMMAND).main(argv))
     except KeyboardInterrupt:
-        return 130
+        return EX_INTERRUPTED

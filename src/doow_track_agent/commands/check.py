@@ -8,9 +8,8 @@ import os
 import sys
 
 from doow_track_agent import config
+from doow_track_agent.exits import EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_OK
 from doow_track_agent.modes.pipe.check import check_events
-
-EX_OK, EX_DATAERR, EX_NOINPUT, EX_CONFIG = 0, 65, 66, 78
 
 EPILOG = """\
 examples:

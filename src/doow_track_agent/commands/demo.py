@@ -16,6 +16,7 @@ import sys
 import tempfile
 
 from doow_track_agent import samples
+from doow_track_agent.exits import EX_FAILED, EX_OK
 
 DEMO_KEY = "dk_demo_local_receiver_only"
 
@@ -64,4 +65,4 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    return 0 if stored == args.events else 1
+    return EX_OK if stored == args.events else EX_FAILED

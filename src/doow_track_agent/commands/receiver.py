@@ -12,6 +12,7 @@ import sys
 from dataclasses import fields
 from typing import Any, List, Tuple
 
+from doow_track_agent.exits import EX_NOINPUT, EX_OK, EX_UNAVAILABLE, EX_USAGE
 from doow_track_agent.receiver.faults import Faults
 from doow_track_agent.receiver.server import MAX_BODY_BYTES, Receiver, logger
 from doow_track_agent.receiver.store import Store
@@ -19,7 +20,6 @@ from doow_track_agent.receiver.summary import print_summary
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_DB = "./doow-receiver.sqlite"
-EX_USAGE, EX_NOINPUT, EX_UNAVAILABLE = 64, 66, 69
 
 EPILOG = """\
 actions:
@@ -113,7 +113,7 @@ def _summary(db: str, as_json: bool) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print_summary(summary)
-    return 0
+    return EX_OK
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -140,7 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
         pass
     finally:
         receiver.stop()
-    return 0
+    return EX_OK
 
 
 def parse_listen(listen: str, allow_remote: bool = False) -> Tuple[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from doow_track_agent.exits import EX_OK
 from doow_track_agent.intake.validation import schema_text
 
 EPILOG = """\
@@ -26,4 +27,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     sys.stdout.write(schema_text("config" if args.config else "event"))
-    return 0
+    return EX_OK

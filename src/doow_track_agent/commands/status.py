@@ -69,4 +69,4 @@ def run(args: argparse.Namespace) -> int:
                     "spool": spool.offline_figures(settings.spool_dir, settings.spool_max_bytes),
                     "config": options.config_path(args)}
     options.emit(args, document, _describe(document))
-    return 0 if document["running"] else exits.EX_NOT_RUNNING
+    return exits.EX_OK if document["running"] else exits.EX_NOT_RUNNING

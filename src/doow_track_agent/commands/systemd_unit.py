@@ -8,6 +8,7 @@ import shutil
 import sys
 
 from doow_track_agent.cli import options
+from doow_track_agent.exits import EX_OK
 from doow_track_agent.modes.agent import systemd
 
 EPILOG = """\
@@ -46,4 +47,4 @@ def run(args: argparse.Namespace) -> int:
     settings = options.settings_for(args)
     config_path = os.path.abspath(options.config_path(args))
     sys.stdout.write(systemd.unit(settings, os.path.abspath(args.exec_path or _executable()), config_path, args.user))
-    return 0
+    return EX_OK

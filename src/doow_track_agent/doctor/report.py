@@ -12,9 +12,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Dict, Iterable, List, Optional, Sequence
 
+from doow_track_agent.exits import EX_FAILED, EX_OK
+
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 STATUSES = (OK, WARN, FAIL, SKIP)
-EX_OK, EX_FAILED = 0, 1
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from doow_track_agent import __version__, config
 from doow_track_agent.buffers.spool import Spool, SpoolError
 from doow_track_agent.config import ConfigError, Settings
 from doow_track_agent.delivery.pump import Pump
+from doow_track_agent.exits import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_UNAVAILABLE
 from doow_track_agent.intake.events import Intake
 from doow_track_agent.modes.agent import logs, systemd
 from doow_track_agent.modes.agent.health import HealthServer
@@ -47,7 +48,6 @@ from doow_track_agent.stats import Stats
 
 log = logging.getLogger(__name__)
 
-EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, EX_TEMPFAIL, EX_CONFIG = 0, 70, 69, 75, 78
 _HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _PRODUCER_GRACE = 2.0
 _PUMP_GRACE = 5.0

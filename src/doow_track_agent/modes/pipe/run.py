@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, Callable, Deque, Dict, List, Optional, TextIO,
 
 from doow_track_agent.config import Settings
 from doow_track_agent.delivery.pump import Pump, Queued
+from doow_track_agent.exits import EX_DATAERR, EX_NOPERM, EX_OK, EX_TEMPFAIL
 from doow_track_agent.intake import wire
 from doow_track_agent.intake.events import Accepted, Intake, Invalid
 from doow_track_agent.intake.wire import BATCH_OVERHEAD
@@ -27,7 +28,6 @@ from doow_track_agent.modes.pipe import outbox
 from doow_track_agent.sources.lines import Line, read_lines
 from doow_track_agent.stats import Stats
 
-EX_OK, EX_DATAERR, EX_TEMPFAIL, EX_NOPERM = 0, 65, 75, 77
 QUEUE_EVENTS = 20_000
 READ_AHEAD = 4
 READ_BLOCK = 64 * 1024

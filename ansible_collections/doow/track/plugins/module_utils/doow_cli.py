@@ -65,13 +65,17 @@ def api_argument_spec():
 
 
 def mask_key(key):
-    """dk_abcdefgh1234 -> dk_…1234 (the CLI's own masking)."""
+    """A key as dk_\u2026abcd: the runtime's redact.mask_key, kept in step by
+    tests/unit/test_collection_in_step.py.  The dk_ prefix stays when present;
+    the last 4 characters show only when more than 8 follow the prefix; no
+    key reads (none)."""
     if not key:
-        return key
-    key = str(key)
-    if len(key) <= 8:
-        return u'dk_\u2026'
-    return u'%s\u2026%s' % (key[:3], key[-4:])
+        return u'(none)'
+    key = u'%s' % (key,)
+    prefix = u'dk_' if key.startswith(u'dk_') else u''
+    if len(key) > len(prefix) + 8:
+        return u'%s\u2026%s' % (prefix, key[-4:])
+    return u'%s\u2026' % (prefix,)
 
 
 def read_json_file(path):

@@ -36,8 +36,9 @@ class FakeModule(object):
 
 def test_mask_key():
     assert doow_cli.mask_key('dk_live_abcdefgh1234') == u'dk_\u20261234'
-    assert doow_cli.mask_key('short') == u'dk_\u2026'
-    assert doow_cli.mask_key(None) is None
+    assert doow_cli.mask_key('dk_abcdefg') == u'dk_\u2026'
+    assert doow_cli.mask_key('short') == u'\u2026'
+    assert doow_cli.mask_key(None) == u'(none)'
 
 
 def test_parse_json_output():
