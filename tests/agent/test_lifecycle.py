@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 
 from doow_track_agent.receiver.faults import Faults
 from tests.support.agent import EVENT, Load, assert_stored_exactly_once, fail_receiver, heal_receiver, wait_for
@@ -90,3 +91,23 @@ def test_sigterm_under_load_leaves_the_rest_for_the_next_start(make_agent, recei
     heal_receiver(receiver)
     assert agent.start().code == 0
     assert_stored_exactly_once(receiver, load.acked)
+
+
+def test_a_spool_from_a_newer_version_is_refused_with_78_and_left_untouched(make_agent):
+    """A newer doow-track may have changed what a row means: reading it on would risk loss or double billing."""
+    agent = make_agent()
+    spool_dir = agent.settings["spool"]["dir"]
+    os.makedirs(spool_dir)
+    path = os.path.join(spool_dir, "spool.sqlite3")
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, event_id TEXT, body BLOB, added REAL)")
+        conn.execute("INSERT INTO events VALUES (1, 'kept', x'7b7d', 0)")
+        conn.execute("PRAGMA user_version = 99")
+    result = agent.start()
+    assert result.code == 78 and "spool format 99" in result.err and "newer doow-track" in result.err, result.err
+    assert agent.pid is None
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 99
+        assert conn.execute("SELECT event_id FROM events").fetchall() == [("kept",)]
+    listed = agent.cli("deadletter", "list", "--config", agent.config, "--json")
+    assert listed.code == 78 and "spool format 99" in listed.err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from doow_track_agent.buffers import spool as spool_module
+from doow_track_agent.buffers import spool_file, spool_offline
 from doow_track_agent.buffers.spool import Spool
 from doow_track_agent.intake.events import Accepted
 from doow_track_agent.stats import Stats
@@ -77,7 +77,7 @@ def test_lease_respects_the_batch_byte_limit(tmp_path):
 
 def test_full_spool_refuses_the_excess_and_frees_space_on_delivery(tmp_path):
     async def scenario():
-        one = spool_module.row_size(events(1)[0])
+        one = spool_file.row_size(events(1)[0])
         spool = await opened(tmp_path, max_bytes=one * 3)
         fitting, committed = spool.append(events(5))
         await committed
@@ -98,10 +98,10 @@ def test_rejected_events_move_to_dead_letters(tmp_path):
         spool.delivered(batch[1:])
         await spool.close()
     run(scenario())
-    conn = spool_module.open_existing(str(tmp_path))
-    letters = spool_module.dead_letters(conn)
+    conn = spool_offline.open_existing(str(tmp_path))
+    letters = spool_offline.dead_letters(conn)
     assert [(letter.event_id, letter.reason) for letter in letters] == [("id-0", "unknown license")]
-    assert spool_module.offline_figures(str(tmp_path), 10**9)["events"] == 0
+    assert spool_offline.offline_figures(str(tmp_path), 10**9)["events"] == 0
     conn.close()
 
 
@@ -116,7 +116,7 @@ def test_events_spooled_beyond_the_dedup_window_are_counted_in_a_warning(tmp_pat
         await spool.close()
 
     run(spool_some())
-    conn = spool_module.open_existing(str(tmp_path))
+    conn = spool_offline.open_existing(str(tmp_path))
     conn.execute("UPDATE events SET added = added - 25 * 3600 WHERE event_id IN ('id-0', 'id-1', 'id-2')")
     conn.close()
     caplog.set_level("WARNING")

@@ -9,7 +9,7 @@ import os
 import shutil
 from typing import Callable, List
 
-from doow_track_agent.buffers import spool as spool_module
+from doow_track_agent.buffers import spool_offline
 from doow_track_agent.buffers.spool import Spool
 from doow_track_agent.intake.events import Intake
 from doow_track_agent.intake.policy import MAX_LINE_BYTES
@@ -29,7 +29,7 @@ def append(path, data: bytes) -> None:
 
 def spooled(directory) -> List[tuple]:
     """(event_id, seq) of every spooled event, in spool order."""
-    conn = spool_module.open_existing(str(directory))
+    conn = spool_offline.open_existing(str(directory))
     rows = conn.execute("SELECT event_id, body FROM events ORDER BY id").fetchall()
     conn.close()
     return [(event_id, json.loads(body)["attribution"].get("seq")) for event_id, body in rows]
@@ -79,7 +79,7 @@ def test_complete_lines_only_invalid_ones_logged_and_skipped(tmp_path, caplog):
 
 
 def _key(directory) -> str:
-    conn = spool_module.open_existing(str(directory))
+    conn = spool_offline.open_existing(str(directory))
     fingerprint, epoch = conn.execute("SELECT fingerprint, epoch FROM checkpoints").fetchone()
     conn.close()
     return fingerprint if not epoch else f"{fingerprint}+{epoch}"

@@ -15,7 +15,8 @@ import time
 from typing import List, Optional
 
 from doow_track_agent import client, exits
-from doow_track_agent.buffers import spool
+from doow_track_agent.buffers import spool_offline
+from doow_track_agent.buffers.spool_file import SpoolFormatError
 from doow_track_agent.cli import options
 from doow_track_agent.intake import wire
 
@@ -48,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _entry(letter: spool.DeadLetter) -> dict:
+def _entry(letter: spool_offline.DeadLetter) -> dict:
     event = json.loads(letter.body)
     measurement = event["measurements"][0]
     return {"event_id": letter.event_id, "reason": letter.reason,
@@ -57,7 +58,7 @@ def _entry(letter: spool.DeadLetter) -> dict:
             "license_id": event["license_id"], "occurred_at": event["occurred_at"]}
 
 
-def _list(args: argparse.Namespace, letters: List[spool.DeadLetter], total: int) -> int:
+def _list(args: argparse.Namespace, letters: List[spool_offline.DeadLetter], total: int) -> int:
     entries = [_entry(letter) for letter in letters]
     human = [f"{total} dead letter(s)"] + [
         f"{e['at']} {e['event_id']} {e['metric']}={e['quantity']} {e['license_id']}: {e['reason']}" for e in entries]
@@ -65,12 +66,12 @@ def _list(args: argparse.Namespace, letters: List[spool.DeadLetter], total: int)
     return exits.EX_OK
 
 
-def _as_input(letters: List[spool.DeadLetter]) -> bytes:
+def _as_input(letters: List[spool_offline.DeadLetter]) -> bytes:
     """Dead letters as input lines: re-sent, each keeps its event_id."""
     return b"".join(wire.to_input_line(letter.body) + b"\n" for letter in letters)
 
 
-def _export(args: argparse.Namespace, letters: List[spool.DeadLetter]) -> int:
+def _export(args: argparse.Namespace, letters: List[spool_offline.DeadLetter]) -> int:
     lines = _as_input(letters)
     if args.output:
         with open(args.output, "wb") as handle:
@@ -81,14 +82,14 @@ def _export(args: argparse.Namespace, letters: List[spool.DeadLetter]) -> int:
     return exits.EX_OK
 
 
-def _retry(args: argparse.Namespace, letters: List[spool.DeadLetter], conn, socket_path: Optional[str]) -> int:
+def _retry(args: argparse.Namespace, letters: List[spool_offline.DeadLetter], conn, socket_path: Optional[str]) -> int:
     if not socket_path:
         sys.stderr.write("doow-track deadletter retry: no socket: pass --socket\n")
         return exits.EX_USAGE
     stream = io.BytesIO(_as_input(letters))
     result = client.through_agent(stream, socket_path, timeout=60.0)
     accepted = set(result["event_ids"] or [])
-    spool.forget_dead_letters(conn, [letter.id for letter in letters if letter.event_id in accepted])
+    spool_offline.forget_dead_letters(conn, [letter.id for letter in letters if letter.event_id in accepted])
     summary = {"retried": len(letters), "accepted": result["accepted"], "invalid": result["invalid"],
                "errors": result["errors"], "exit_code": result["exit_code"]}
     options.emit(args, summary, f"{result['accepted']} of {len(letters)} dead letter(s) handed back to the agent")
@@ -97,12 +98,16 @@ def _retry(args: argparse.Namespace, letters: List[spool.DeadLetter], conn, sock
 
 def run(args: argparse.Namespace) -> int:
     settings = options.settings_for(args)
-    conn = spool.open_existing(settings.spool_dir)
+    try:
+        conn = spool_offline.open_existing(settings.spool_dir)
+    except SpoolFormatError as error:
+        sys.stderr.write(f"doow-track deadletter: {error}\n")
+        return error.code
     if conn is None:
         sys.stderr.write(f"doow-track deadletter: no spool in {settings.spool_dir} (spool.dir)\n")
         return exits.EX_NOINPUT
     try:
-        letters = spool.dead_letters(conn, args.limit, args.event_id)
+        letters = spool_offline.dead_letters(conn, args.limit, args.event_id)
         if args.action == "list":
             total = conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
             return _list(args, letters, total)

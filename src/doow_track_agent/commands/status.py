@@ -6,7 +6,7 @@ import argparse
 from typing import List
 
 from doow_track_agent import client, exits
-from doow_track_agent.buffers import spool
+from doow_track_agent.buffers import spool_offline
 from doow_track_agent.cli import options
 
 EPILOG = """\
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                     "error": f"the health listener ({settings.health_listen or 'disabled'}) does not answer"}
     if document is None:
         document = {"running": False, "ready": False, "pid": None,
-                    "spool": spool.offline_figures(settings.spool_dir, settings.spool_max_bytes),
+                    "spool": spool_offline.offline_figures(settings.spool_dir, settings.spool_max_bytes),
                     "config": options.config_path(args)}
     options.emit(args, document, _describe(document))
     return exits.EX_OK if document["running"] else exits.EX_NOT_RUNNING

@@ -14,7 +14,7 @@ import stat
 from typing import Iterator, Optional
 
 from doow_track_agent import client
-from doow_track_agent.buffers import spool
+from doow_track_agent.buffers import spool_offline
 from doow_track_agent.cli import options
 from doow_track_agent.config import Settings
 from doow_track_agent.doctor.config import NO_SETTINGS
@@ -38,7 +38,7 @@ def checks(subject: Subject) -> Iterator[Check]:
         return
     yield _running(subject, settings, pid, document, listening)
     yield _ready(document, running=pid is not None or listening)
-    figures = document["spool"] if document else spool.offline_figures(settings.spool_dir, settings.spool_max_bytes)
+    figures = document["spool"] if document else spool_offline.offline_figures(settings.spool_dir, settings.spool_max_bytes)
     yield _spool(settings, figures, running=pid is not None or listening)
     yield _dead_letters(subject, figures)
     yield _last_error(document)

@@ -39,7 +39,8 @@ import time
 import uuid
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from doow_track_agent.buffers.spool import Checkpoint, Spool, SpoolError
+from doow_track_agent.buffers.checkpoints import Checkpoint
+from doow_track_agent.buffers.spool import Spool, SpoolError
 from doow_track_agent.config import Settings
 from doow_track_agent.intake.events import Accepted, Intake, Invalid
 from doow_track_agent.intake.policy import MAX_LINE_BYTES

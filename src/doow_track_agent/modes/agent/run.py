@@ -193,7 +193,7 @@ class Agent:
         try:
             self.spool.open()
         except SpoolError as error:
-            raise StartupError(EX_TEMPFAIL, str(error)) from None
+            raise StartupError(getattr(error, "code", EX_TEMPFAIL), str(error)) from None
         self._producers = Producers(self.spool, self.stats, Intake(settings.attribution))
         self._unix, self._tcp, self._health = await self._listeners(settings)
         self._pump = Pump(settings, self.spool, self.spool, self.stats, max_attempts=None, halt_on_failure=False)

@@ -1,0 +1,137 @@
+"""The spool's writer thread: every write to the file, committed in groups.
+
+One thread owns the write connection and commits everything that queued up
+while the previous commit was syncing: one fsync serves many producers, and
+the event loop never waits on the disk.  Each ``Op`` says what to write and
+what to call (in the event loop, with the error if the commit failed) once
+its group is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+import time
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
+
+from doow_track_agent.buffers import checkpoints
+from doow_track_agent.buffers.checkpoints import Checkpoint
+from doow_track_agent.buffers.spool_file import SpoolError, connect
+
+MAX_GROUP = 20000  # ops per commit at most, so one commit never holds the file for long
+NOW = "(julianday('now') - 2440587.5) * 86400.0"  # Unix time, computed by SQLite
+
+
+def synchronous(fsync: str) -> str:
+    """``batch``: each group commit reaches the disk before acks; ``off``: survives an agent crash only."""
+    return "FULL" if fsync == "batch" else "NORMAL"
+
+
+class Op(NamedTuple):
+    """One unit of work for the writer thread; ``done`` runs in the loop with the error, if any."""
+
+    kind: str  # append | delete | dead | sync | forget
+    rows: Sequence[Any]
+    done: Optional[Callable[[Optional[BaseException], int], None]]
+    checkpoint: Optional[Checkpoint] = None
+
+
+class Writer(threading.Thread):
+    """Owns the write connection; commits queued operations in groups."""
+
+    def __init__(self, path: str, synchronous: str, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name="spool-writer", daemon=True)
+        self._path = path
+        self._synchronous = synchronous
+        self._loop = loop
+        self._ops: "queue.SimpleQueue[Optional[Op]]" = queue.SimpleQueue()
+
+    def submit(self, op: Optional[Op]) -> None:
+        self._ops.put(op)
+
+    def run(self) -> None:
+        conn = connect(self._path, self._synchronous)
+        try:
+            while True:
+                group, stopping = self._take()
+                if group:
+                    self._commit(conn, group)
+                if stopping:
+                    return
+        finally:
+            conn.close()
+
+    def _take(self) -> Tuple[List[Op], bool]:
+        """Block for one op, then take whatever else queued meanwhile: that is the group."""
+        group: List[Op] = []
+        op = self._ops.get()
+        while op is not None:
+            group.append(op)
+            if len(group) >= MAX_GROUP:
+                return group, False
+            try:
+                op = self._ops.get_nowait()
+            except queue.Empty:
+                return group, False
+        return group, True
+
+    def _commit(self, conn: sqlite3.Connection, group: List[Op]) -> None:
+        results: List[Tuple[Op, int]] = []
+        error: Optional[BaseException] = None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in group:
+                results.append((op, self._apply(conn, op)))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            error = SpoolError(f"spool write failed: {exc}")
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            results = [(op, 0) for op in group]
+        self._loop.call_soon_threadsafe(settle, results, error)
+
+    def _apply(self, conn: sqlite3.Connection, op: Op) -> int:
+        """Run one op inside the open transaction; returns the last id appended (appends only)."""
+        if op.kind == "append":
+            if op.checkpoint is not None:
+                checkpoints.save(conn, op.checkpoint)
+            if not op.rows:
+                return 0
+            # Accepted rows bind as they are: no per-event Python work in this thread, which would
+            # hold the GIL against the event loop.  AUTOINCREMENT ids only grow, even when every
+            # row was delivered and deleted, so the lease cursor never skips a new row.
+            conn.executemany("INSERT INTO events (event_id, body, added) VALUES (?, ?, " + NOW + ")", op.rows)
+            return conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        if op.kind == "delete":
+            conn.executemany("DELETE FROM events WHERE id BETWEEN ? AND ?", ranges(op.rows))
+        elif op.kind == "dead":
+            now = time.time()
+            conn.executemany("INSERT INTO dead_letters (event_id, body, reason, at) VALUES (?, ?, ?, ?)",
+                             [(q.event_id, q.body, reason, now) for q, reason in op.rows])
+            conn.executemany("DELETE FROM events WHERE id = ?", [(q.ref,) for q, _ in op.rows])
+        elif op.kind == "sync":
+            conn.execute(f"PRAGMA synchronous={op.rows[0]}")
+        elif op.kind == "forget":
+            checkpoints.forget(conn, op.rows)
+        return 0
+
+
+def ranges(refs: Sequence[int]) -> List[Tuple[int, int]]:
+    """Runs of consecutive ids as (first, last): a leased batch is mostly one run, so one DELETE."""
+    runs: List[Tuple[int, int]] = []
+    for ref in sorted(refs):
+        if runs and ref == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], ref)
+        else:
+            runs.append((ref, ref))
+    return runs
+
+
+def settle(results: List[Tuple[Op, int]], error: Optional[BaseException]) -> None:
+    for op, last_id in results:
+        if op.done is not None:
+            op.done(error, last_id)
