@@ -1,6 +1,6 @@
 """Configuration: defaults < file < environment < flags, validated against one schema.
 
-The file format is the seed's (``apiKey``, ``endpoint``, ``flushAt``,
+The file format is the one Doow documents for the CLI (``apiKey``, ``endpoint``, ``flushAt``,
 ``flushInterval`` in ms, ``attribution``) plus the agent's sections; the Node
 client's snake_case spellings mean the same.  Each layer is checked on its own
 so that an error names where the bad value came from: the file's key, the
@@ -120,7 +120,7 @@ def normalize(raw: Any, where: str = "$") -> Any:
     return out
 
 
-def _checked(source: str, raw: Any, names: Mapping[str, str] = {}) -> dict:
+def _validated_layer(source: str, raw: Any, names: Mapping[str, str] = {}) -> dict:
     """Validate one layer; ``names`` maps schema paths to what the user typed (env var, flag)."""
     found = problems("config", raw)
     if found:
@@ -149,7 +149,7 @@ def read_file(path: str) -> Tuple[dict, List[str]]:
         raise ConfigError(path, [Problem("$", f"cannot read config file: {exc.strerror}")]) from None
     except ValueError as exc:
         raise ConfigError(path, [Problem("$", f"not valid JSON: {exc}")]) from None
-    data = _checked(path, normalize(raw))
+    data = _validated_layer(path, normalize(raw))
     exposure = key_exposure(path, data)
     return data, [exposure] if exposure else []
 
@@ -196,7 +196,7 @@ def _env_layer(env: Mapping[str, str]) -> dict:
         layer["input"] = parse_input(env["DOOW_TRACK_INPUT"])
     if env.get("DOOW_TRACK_HEALTH_PORT"):
         layer["health"] = {"listen": f"127.0.0.1:{_env_int('DOOW_TRACK_HEALTH_PORT', env['DOOW_TRACK_HEALTH_PORT'])}"}
-    return _checked("environment", layer, ENV_NAMES)
+    return _validated_layer("environment", layer, ENV_NAMES)
 
 
 def _env_int(name: str, text: str) -> int:
@@ -273,7 +273,7 @@ def load(path: Optional[str], env: Mapping[str, str], flags: Optional[dict] = No
         data = merge(data, layer)
     data = merge(data, _env_layer(env))
     if flags:
-        data = merge(data, _checked("command line", normalize(flags), FLAG_NAMES))
+        data = merge(data, _validated_layer("command line", normalize(flags), FLAG_NAMES))
     return _settings(data, path if path and os.path.exists(path) else None, env, warnings)
 
 
@@ -318,7 +318,7 @@ def resolve_paths(settings: Settings, base: str) -> Settings:
     """Settings with relative paths made absolute against ``base``.
 
     The agent runs in ``/`` once detached (and under systemd), so the paths
-    of a config such as the seed's ``./doow-track.json`` are taken from the
+    of a config such as the documented ``./doow-track.json`` are taken from the
     directory the command was started in, by the agent and the commands alike.
     """
 

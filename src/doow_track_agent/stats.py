@@ -41,13 +41,3 @@ class Stats:
     def healthy(self) -> bool:
         """Deliveries currently work: no failing streak and the key is accepted."""
         return not self.failing and not self.key_rejected
-
-    def snapshot(self) -> dict:
-        """The counters as plain data, for JSON and metrics."""
-        return {
-            "accepted": self.accepted, "invalid": self.invalid, "delivered": self.delivered,
-            "rejected": self.rejected, "dead_lettered": self.dead_lettered,
-            "requests": self.requests, "retries": self.retries,
-            "last_success": self.last_success, "last_error": self.last_error,
-            "key_rejected": self.key_rejected, "failing": self.failing,
-        }

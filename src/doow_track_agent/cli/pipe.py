@@ -98,7 +98,7 @@ def deliver_lines(settings: config.Settings, stream, args: argparse.Namespace,
     options = PipeOptions(
         outbox_path=args.outbox or outbox.default_path(env, "outbox"),
         rejects_path=args.rejects or outbox.default_path(env, "rejects"),
-        dry_run=dry_run, quiet=args.quiet, verbose=args.verbose,
+        dry_run=dry_run, quiet=args.quiet,
         progress=sys.stderr.isatty() and not args.quiet and not args.json,
     )
     summary = PipeRun(settings, stream, options, sys.stderr).execute()

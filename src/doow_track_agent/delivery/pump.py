@@ -24,7 +24,7 @@ from doow_track_agent.intake import wire
 from doow_track_agent.stats import Stats
 
 KEY_RETRY_SECONDS = 60.0
-log = logging.getLogger("doow_track.delivery")
+log = logging.getLogger(__name__)
 
 
 class Queued(NamedTuple):

@@ -1,6 +1,6 @@
 """Rules beyond the schema: size limits and values that look like secrets.
 
-The seed docs say never to send payloads, customer content, secrets or raw
+Doow's SDK docs say never to send payloads, customer content, secrets or raw
 logs as event data.  Sizes are cheap to check on the raw line; secrets are
 looked for in the raw line first (a few substring tests) and only located
 field by field when a marker is present or the line uses JSON escapes that

@@ -19,7 +19,6 @@ from doow_track_agent import __version__
 
 INGEST_PATH = "/telemetry/events"
 USER_AGENT = f"doow-track-agent/{__version__}"
-MAX_BATCH_EVENTS = 500
 MAX_BATCH_BYTES = 450 * 1024
 GZIP_ABOVE = 1024
 

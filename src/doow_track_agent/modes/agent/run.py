@@ -121,7 +121,8 @@ def _preflight(settings: Settings) -> None:
         raise StartupError(EX_CONFIG, str(error)) from None
 
 
-def _checked(loader: Loader) -> Settings:
+def _load_preflighted(loader: Loader) -> Settings:
+    """Settings from ``loader`` that also pass the start-up checks (raises ConfigError or StartupError)."""
     settings = loader()
     _preflight(settings)
     return settings
@@ -182,7 +183,7 @@ class Agent:
         if handshake:
             handshake.send(EX_OK, str(os.getpid()))
         systemd.ready(f"ready, config generation {self.generation}")
-        return await self._serve()
+        return await self._run_until_stopped()
 
     async def _start(self) -> None:
         settings = self.settings
@@ -197,7 +198,7 @@ class Agent:
         self._producers = Producers(self.spool, self.stats, Intake(settings.attribution))
         self._unix, self._tcp, self._health = await self._listeners(settings)
         self._pump = Pump(settings, self.spool, self.spool, self.stats, max_attempts=None, halt_on_failure=False)
-        self._retail(settings)
+        self._start_or_repoint_file_tail(settings)
         for warning in settings.warnings:
             log.warning("%s", warning)
         if self._pidfile is not None and self._pidfile.stale_pid:
@@ -238,7 +239,7 @@ class Agent:
             raise StartupError(getattr(error, "code", EX_TEMPFAIL), str(error)) from None
         return unix, tcp, health
 
-    def _retail(self, settings: Settings) -> None:
+    def _start_or_repoint_file_tail(self, settings: Settings) -> None:
         """Start, re-point or idle the file tail (it needs the open spool; reloading it cannot fail)."""
         paths = file_tail.patterns(settings)
         assert self._producers is not None
@@ -284,7 +285,7 @@ class Agent:
 
     # serving
 
-    async def _serve(self) -> int:
+    async def _run_until_stopped(self) -> int:
         assert self._pump is not None and self._wake is not None
         pump = asyncio.ensure_future(self._pump.run())
         pump.add_done_callback(lambda _: self._wake.set() if self._wake else None)
@@ -317,7 +318,7 @@ class Agent:
         self.reload_state = {**self.reload_state, "attempts": self.reload_state["attempts"] + 1,
                              "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         try:
-            settings = self._kept_at_restart(_checked(self._loader))
+            settings = self._kept_at_restart(_load_preflighted(self._loader))
             unix, tcp, health = await self._listeners(settings)
             logs.setup(settings, self._foreground)
         except (ConfigError, StartupError, logs.LogSetupError) as error:
@@ -345,7 +346,7 @@ class Agent:
                 old.close()
         self._unix, self._tcp, self._health = unix, tcp, health
         self._producers.intake = Intake(settings.attribution)
-        self._retail(settings)
+        self._start_or_repoint_file_tail(settings)
         self.spool.set_limits(settings.spool_max_bytes, settings.spool_fsync)
         self._pump.reconfigure(settings)
         self.settings = settings
@@ -415,8 +416,8 @@ def _daemon_context(foreground: bool, pidfile: Optional[PidFile], keep: List[int
     )
 
 
-def _serve(settings: Settings, loader: Loader, pidfile: Optional[str], foreground: bool,
-           handshake: Optional[Handshake]) -> int:
+def _run_in_daemon_context(settings: Settings, loader: Loader, pidfile: Optional[str], foreground: bool,
+                           handshake: Optional[Handshake]) -> int:
     """Become the daemon and run the agent to completion; returns the exit status."""
     early: List[int] = []
     keep = [handshake.fd] if handshake else []
@@ -462,7 +463,7 @@ def _detach(settings: Settings, loader: Loader, pidfile: Optional[str]) -> int:
     os.close(read_fd)
     status = EX_SOFTWARE
     try:
-        status = _serve(settings, loader, pidfile, False, Handshake(write_fd))
+        status = _run_in_daemon_context(settings, loader, pidfile, False, Handshake(write_fd))
     finally:
         os._exit(status)
 
@@ -490,6 +491,6 @@ def run_agent(settings: Settings, *, pidfile: Optional[str] = None, foreground: 
         sys.stderr.write(f"doow-track: bad configuration: {error}\n")
         return error.code
     if foreground:
-        return _serve(settings, loader, pidfile, True, None)
+        return _run_in_daemon_context(settings, loader, pidfile, True, None)
     return _detach(settings, loader, pidfile)
 

@@ -1,7 +1,7 @@
 """Pipe mode: lines in until EOF, every event delivered, outboxed or reported, an honest exit status.
 
-A reader thread does the blocking reads and intake; the event loop runs the
-shared delivery pump.  Between them sits a bounded in-memory queue, so a fast
+A reader thread does only the blocking reads; intake and the shared delivery
+pump run in the event loop (see ``Reader`` for why).  Between them sits a bounded in-memory queue, so a fast
 producer is slowed down instead of filling memory.  When the run ends early
 (a signal, a rejected key, retries exhausted) whatever was read but not
 delivered goes to the outbox, so delivered + outbox + invalid always equals
@@ -137,7 +137,6 @@ class PipeOptions:
     rejects_path: str
     dry_run: bool = False
     quiet: bool = False
-    verbose: bool = False
     origin: str = "stdin"
     progress: bool = False
 
