@@ -16,6 +16,7 @@ import stat
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from doow_track_agent import locations
 from doow_track_agent.intake.validation import Problem, load_schema, problems
 from doow_track_agent.redact import mask_key
 
@@ -173,10 +174,12 @@ def key_exposure(path: str, data: Optional[dict] = None) -> Optional[str]:
 ENV_NAMES = {"$.apiKey": "DOOW_TRACK_API_KEY", "$.endpoint": "DOOW_TRACK_ENDPOINT",
               "$.flushAt": "DOOW_TRACK_FLUSH_AT", "$.flushInterval": "DOOW_TRACK_FLUSH_INTERVAL",
               "$.attribution": "DOOW_TRACK_ATTRIBUTION", "$.input": "DOOW_TRACK_INPUT",
-              "$.health": "DOOW_TRACK_HEALTH_PORT"}
+              "$.health": "DOOW_TRACK_HEALTH_PORT", "$.disabled": "DOOW_TRACK_DISABLED",
+              "$.debug": "DOOW_TRACK_DEBUG"}
 FLAG_NAMES = {"$.apiKey": "--api-key", "$.endpoint": "--endpoint", "$.flushAt": "--flush-at",
               "$.flushInterval": "--flush-interval", "$.attribution": "--attribution",
-              "$.concurrency": "--concurrency", "$.pidfile": "--pidfile"}
+              "$.concurrency": "--concurrency", "$.pidfile": "--pidfile", "$.debug": "--verbose"}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _env_layer(env: Mapping[str, str]) -> dict:
@@ -192,6 +195,9 @@ def _env_layer(env: Mapping[str, str]) -> dict:
             layer[key] = _env_int(name, env[name])
     if env.get("DOOW_TRACK_ATTRIBUTION"):
         layer["attribution"] = _env_json(env["DOOW_TRACK_ATTRIBUTION"])
+    for name, key in (("DOOW_TRACK_DISABLED", "disabled"), ("DOOW_TRACK_DEBUG", "debug")):
+        if env.get(name, "").strip():
+            layer[key] = _env_bool(name, env[name])
     if env.get("DOOW_TRACK_INPUT"):
         layer["input"] = parse_input(env["DOOW_TRACK_INPUT"])
     if env.get("DOOW_TRACK_HEALTH_PORT"):
@@ -204,6 +210,14 @@ def _env_int(name: str, text: str) -> int:
         return int(text)
     except ValueError:
         raise ConfigError("environment", [Problem(name, f"{text!r} is not a whole number")]) from None
+
+
+def _env_bool(name: str, text: str) -> bool:
+    """The official clients set these with ``true``; 1/yes/on and their opposites mean the same here."""
+    word = text.strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise ConfigError("environment", [Problem(name, f"{text!r} is not true or false (nor 1/0, yes/no, on/off)")])
 
 
 def _env_json(text: str) -> Any:
@@ -250,10 +264,6 @@ def _defaults() -> dict:
     return out
 
 
-def truthy(text: Optional[str]) -> bool:
-    return (text or "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def read_key_file(path: str) -> str:
     """Read a key from a file (first line), as secret managers and systemd credentials provide."""
     try:
@@ -265,8 +275,11 @@ def read_key_file(path: str) -> str:
 
 def load(path: Optional[str], env: Mapping[str, str], flags: Optional[dict] = None,
          require_file: bool = True) -> Settings:
-    """Resolve settings: defaults < file < environment < flags (a camelCase dict)."""
-    data = _defaults()
+    """Resolve settings: defaults < file < environment < flags (a camelCase dict).
+
+    Path defaults depend on the user (see ``locations``): root's are the schema's.
+    """
+    data = merge(_defaults(), locations.config_defaults(env))
     warnings: List[str] = []
     if path and (require_file or os.path.exists(path)):
         layer, warnings = read_file(path)
@@ -274,10 +287,10 @@ def load(path: Optional[str], env: Mapping[str, str], flags: Optional[dict] = No
     data = merge(data, _env_layer(env))
     if flags:
         data = merge(data, _validated_layer("command line", normalize(flags), FLAG_NAMES))
-    return _settings(data, path if path and os.path.exists(path) else None, env, warnings)
+    return _settings(data, path if path and os.path.exists(path) else None, warnings)
 
 
-def _settings(data: dict, source: Optional[str], env: Mapping[str, str], warnings: List[str]) -> Settings:
+def _settings(data: dict, source: Optional[str], warnings: List[str]) -> Settings:
     retry, socket, spool, log = (data.get(k, {}) for k in ("retry", "socket", "spool", "log"))
     tcp, health = data.get("tcp", {}), data.get("health", {})
     return Settings(
@@ -307,8 +320,8 @@ def _settings(data: dict, source: Optional[str], env: Mapping[str, str], warning
         log_level=log["level"],
         log_format=log["format"],
         log_file=log.get("file"),
-        disabled=truthy(env.get("DOOW_TRACK_DISABLED")),
-        debug=truthy(env.get("DOOW_TRACK_DEBUG")),
+        disabled=data["disabled"],
+        debug=data["debug"],
         source=source,
         warnings=tuple(warnings),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -133,13 +134,19 @@ def test_help_shows_examples():
     assert "--fail-first" in result.stdout and "--reset-first" in result.stdout
 
 
-def test_the_default_database_is_in_the_working_directory(tmp_path):
-    ready = tmp_path / "url.txt"
+def test_the_default_database_is_in_the_state_directory_not_the_working_directory(tmp_path):
+    ready, work = tmp_path / "url.txt", tmp_path / "checkout"
+    work.mkdir()
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state")}
     process = subprocess.Popen([*CLI, "--listen", "127.0.0.1:0", "--ready-file", str(ready)],
-                               cwd=tmp_path, stderr=subprocess.PIPE)
+                               cwd=work, stderr=subprocess.PIPE, env=env)
     try:
         _wait_for_url(process, ready)
     finally:
         process.terminate()
-        process.communicate(timeout=30)
-    assert (tmp_path / "doow-receiver.sqlite").exists()
+        _, err = process.communicate(timeout=30)
+    database = tmp_path / "state" / "doow-track" / "receiver.sqlite3"
+    assert database.exists() and f"storing in {database}" in err.decode()
+    assert list(work.iterdir()) == []
+    summary = subprocess.run([*CLI, "summary"], env=env, capture_output=True, text=True, check=False)
+    assert summary.returncode == 0 and "total: 0 events" in summary.stdout

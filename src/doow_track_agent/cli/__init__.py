@@ -30,7 +30,7 @@ def _run_command(name: str, argv: List[str]) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the console script and of ``python -m doow_track_agent``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--version"]:
+    if argv[:1] in (["--version"], ["-v"]):
         print(f"doow-track {__version__}")
         return EX_OK
     try:

@@ -19,7 +19,7 @@ from doow_track_agent.exits import EX_CONFIG
 
 def add_locating_options(parser: argparse.ArgumentParser, *, socket: bool = False) -> None:
     """``--config``, ``--pidfile`` (or ``--socket``) and ``--json``: the contract's shared options."""
-    parser.add_argument("--config", metavar="FILE",
+    parser.add_argument("-c", "--config", metavar="FILE",
                         help=f"the agent's config (default: $DOOW_TRACK_CONFIG or {config.DEFAULT_CONFIG_PATH})")
     if socket:
         parser.add_argument("--socket", metavar="PATH", help="the agent's socket (overrides socket.path)")
@@ -57,6 +57,13 @@ def settings_for(args: argparse.Namespace) -> Settings:
 def pidfile_path(args: argparse.Namespace, settings: Settings) -> Optional[str]:
     """``--pidfile`` when the command has it and it was given, else the config's ``pidfile``."""
     return getattr(args, "pidfile", None) or settings.pidfile
+
+
+def flush_line(flush: dict) -> str:
+    """``/status``'s ``flush`` object as one line: when the waiting events go out, and why they wait."""
+    due = flush["next_in_seconds"]
+    when = f"in {due:.1f} s: " if due else ""
+    return f"next flush: {when}{flush['reason']}"
 
 
 def emit(args: argparse.Namespace, document: dict, human: str) -> None:

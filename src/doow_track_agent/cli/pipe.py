@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from typing import Mapping, Tuple
 
@@ -21,9 +22,9 @@ from doow_track_agent.modes.pipe.run import PipeOptions, PipeRun, Summary, summa
 def add_delivery_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by pipe mode and ``send --direct``."""
     key = parser.add_argument_group("key and endpoint")
-    key.add_argument("--config", metavar="FILE",
+    key.add_argument("-c", "--config", metavar="FILE",
                      help="JSON config file (apiKey, endpoint, flushAt, flushInterval, attribution, ...)")
-    key.add_argument("--api-key", metavar="dk_...",
+    key.add_argument("-k", "--api-key", metavar="dk_...",
                      help="Doow SDK key (visible in 'ps' to other local users: prefer DOOW_TRACK_API_KEY "
                           "or --api-key-file)")
     key.add_argument("--api-key-file", metavar="FILE", help="read the key from the first line of FILE")
@@ -45,7 +46,9 @@ def add_delivery_options(parser: argparse.ArgumentParser) -> None:
                              "(default ~/.local/state/doow-track/rejects-*.ndjson)")
     output.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     output.add_argument("-q", "--quiet", action="store_true", help="no per-line errors and no summary on stderr")
-    output.add_argument("-v", "--verbose", action="store_true", help="log every retry and request outcome")
+    output.add_argument("--verbose", action="store_true",
+                        help="log every retry and request outcome (as DOOW_TRACK_DEBUG or debug: true do; "
+                             "no short form: -v is --version, as in the official CLI, node and npm)")
 
 
 def attribution_pair(text: str) -> Tuple[str, str]:
@@ -62,7 +65,7 @@ def flag_layer(args: argparse.Namespace) -> dict:
     key = args.api_key or (config.read_key_file(args.api_key_file) if args.api_key_file else None)
     values = {"apiKey": key, "endpoint": args.endpoint, "flushAt": args.flush_at,
               "flushInterval": args.flush_interval, "concurrency": args.concurrency,
-              "pidfile": getattr(args, "pidfile", None)}
+              "pidfile": getattr(args, "pidfile", None), "debug": True if args.verbose else None}
     layer.update({name: value for name, value in values.items() if value is not None})
     if args.attribution:
         layer["attribution"] = dict(args.attribution)
@@ -88,7 +91,8 @@ def deliver_lines(settings: config.Settings, stream, args: argparse.Namespace,
     """Pipe mode over any binary stream; also what ``send --direct`` uses."""
     dry_run = args.dry_run or settings.disabled
     if settings.disabled and not args.dry_run:
-        sys.stderr.write("doow-track: DOOW_TRACK_DISABLED is set: validating only, nothing is sent\n")
+        sys.stderr.write("doow-track: disabled (DOOW_TRACK_DISABLED or \"disabled\": true in the config): "
+                         "validating only, nothing is sent\n")
     if not settings.api_key and not dry_run:
         sys.stderr.write("doow-track: no API key: pass --api-key, --api-key-file, set DOOW_TRACK_API_KEY, "
                          "or put apiKey in the --config file\n")
@@ -102,17 +106,36 @@ def deliver_lines(settings: config.Settings, stream, args: argparse.Namespace,
         progress=sys.stderr.isatty() and not args.quiet and not args.json,
     )
     summary = PipeRun(settings, stream, options, sys.stderr).execute()
-    report(summary, args, dry_run)
+    report(summary, args, dry_run, env)
     return summary
 
 
-def report(summary: Summary, args: argparse.Namespace, dry_run: bool) -> None:
+def resend_command(args: argparse.Namespace, env: Mapping[str, str], path: str) -> str:
+    """A command that re-sends ``path`` with this run's key source and endpoint.
+
+    The key itself is never part of it: a key given with ``--api-key`` or
+    DOOW_TRACK_API_KEY is shown as ``DOOW_TRACK_API_KEY=...``, for the user to fill in.
+    """
+    words = ["doow-track"]
+    if args.config:
+        words += ["--config", os.path.abspath(args.config)]
+    if args.api_key_file:
+        words += ["--api-key-file", os.path.abspath(args.api_key_file)]
+    endpoint = args.endpoint or env.get("DOOW_TRACK_ENDPOINT")
+    if endpoint:
+        words += ["--endpoint", endpoint]
+    key_in_variable = args.api_key or (env.get("DOOW_TRACK_API_KEY") and not args.api_key_file)
+    prefix = "DOOW_TRACK_API_KEY=... " if key_in_variable else ""
+    return prefix + " ".join(shlex.quote(word) for word in words) + f" < {shlex.quote(path)}"
+
+
+def report(summary: Summary, args: argparse.Namespace, dry_run: bool, env: Mapping[str, str]) -> None:
     """Summary on stderr; with --json, the machine-readable object on stdout."""
     if not args.quiet:
         sys.stderr.write(f"doow-track: {summary_line(summary, dry_run)}\n")
         if summary.outbox:
             sys.stderr.write(f"doow-track: {summary.outboxed} undelivered events written to {summary.outbox}; "
-                             f"re-send them with: doow-track < {summary.outbox}\n")
+                             f"re-send them with: {resend_command(args, env, summary.outbox)}\n")
         if summary.rejects:
             sys.stderr.write(f"doow-track: {summary.rejected} events refused by the API, with reasons, "
                              f"in {summary.rejects}\n")

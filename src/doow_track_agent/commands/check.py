@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                "every bad key) and/or an events file line by line with "
                                                "the same rules as pipe mode. Nothing is sent.",
                                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", metavar="FILE", help="config file (default: $DOOW_TRACK_CONFIG or "
+    parser.add_argument("-c", "--config", metavar="FILE", help="config file (default: $DOOW_TRACK_CONFIG or "
                                                          f"{config.DEFAULT_CONFIG_PATH} when no --events)")
     parser.add_argument("--events", metavar="FILE", help="NDJSON events file to validate")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")

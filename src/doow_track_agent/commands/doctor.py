@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "printing one line per check (ok, warn, fail, skip) with what to do about it.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     options.add_locating_options(parser)
-    parser.add_argument("--api-key", metavar="dk_...", help="the key to check (visible in ps: prefer "
+    parser.add_argument("-k", "--api-key", metavar="dk_...", help="the key to check (visible in ps: prefer "
                                                              "DOOW_TRACK_API_KEY or --api-key-file)")
     parser.add_argument("--api-key-file", metavar="FILE", help="read the key from the first line of FILE")
     parser.add_argument("--endpoint", metavar="URL", help="the API base URL to check (overrides the config)")

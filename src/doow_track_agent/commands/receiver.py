@@ -13,13 +13,14 @@ from dataclasses import fields
 from typing import Any, List, Tuple
 
 from doow_track_agent.exits import EX_NOINPUT, EX_OK, EX_UNAVAILABLE, EX_USAGE
+from doow_track_agent import locations
 from doow_track_agent.receiver.faults import Faults
 from doow_track_agent.receiver.server import MAX_BODY_BYTES, Receiver, logger
 from doow_track_agent.receiver.store import Store
 from doow_track_agent.receiver.summary import print_summary
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
-DEFAULT_DB = "./doow-receiver.sqlite"
+DB_NAME = "receiver.sqlite3"
 
 EPILOG = """\
 actions:
@@ -27,10 +28,10 @@ actions:
   summary          print what the database holds, per license and metric
 
 examples:
-  doow-track receiver                                  # http://127.0.0.1:8080, ./doow-receiver.sqlite
+  doow-track receiver                 # http://127.0.0.1:8080, ~/.local/state/doow-track/receiver.sqlite3
   doow-track receiver --listen 127.0.0.1:0 --ready-file url.txt --db /tmp/r.sqlite
   doow-track --api-key dk_test --endpoint http://127.0.0.1:8080 < events.ndjson
-  doow-track receiver summary --db ./doow-receiver.sqlite
+  doow-track receiver summary --db /tmp/r.sqlite
   doow-track receiver summary --json | jq .events
 
 fault injection (for testing clients):
@@ -69,8 +70,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("action", nargs="?", choices=("serve", "summary"), default="serve",
                         help="serve (default) or summary")
-    parser.add_argument("--db", default=DEFAULT_DB, metavar="FILE",
-                        help="SQLite database (default %(default)s)")
+    parser.add_argument("--db", metavar="FILE",
+                        help=f"SQLite database (default $XDG_STATE_HOME/doow-track/{DB_NAME}, "
+                             f"XDG_STATE_HOME defaulting to ~/.local/state)")
     parser.add_argument("--json", action="store_true", help="summary: print one JSON object")
     serve = parser.add_argument_group("serve")
     serve.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
@@ -83,7 +85,7 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES, metavar="N",
                        help="answer 413 to larger bodies, compressed or not (default %(default)s)")
     serve.add_argument("--ready-file", metavar="PATH", help="write the URL to PATH once listening")
-    serve.add_argument("-v", "--verbose", action="store_true", help="log one line per request to stderr")
+    serve.add_argument("--verbose", action="store_true", help="log one line per request to stderr")
     faults = parser.add_argument_group("fault injection")
     for spec in fields(Faults):
         faults.add_argument("--" + spec.name.replace("_", "-"), dest=spec.name,
@@ -99,6 +101,7 @@ def _csv(value: str) -> List[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM, or print the summary."""
+    args.db = args.db or os.path.join(locations.user_state_dir(os.environ), DB_NAME)
     if args.action == "summary":
         return _summary(args.db, args.json)
     return _serve(args)
@@ -124,13 +127,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"doow-track receiver: {exc}", file=sys.stderr)
         return EX_USAGE
     _configure_logging(args.verbose)
+    os.makedirs(os.path.dirname(os.path.abspath(args.db)), mode=0o700, exist_ok=True)
     try:
         receiver = Receiver(args.db, host=host, port=port, faults=faults, licenses=args.licenses,
                             keys=args.keys, max_body_bytes=args.max_body_bytes)
     except OSError as exc:
         print(f"doow-track receiver: cannot listen on {args.listen}: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
-    print(f"listening on {receiver.url}", file=sys.stderr, flush=True)
+    print(f"listening on {receiver.url}, storing in {args.db}", file=sys.stderr, flush=True)
     if args.ready_file:
         _write_atomically(args.ready_file, receiver.url)
     signal.signal(signal.SIGTERM, _interrupt)

@@ -23,9 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG.replace("{commands}", command_summary()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"doow-track {__version__}")
+    parser.add_argument("-v", "--version", action="version", version=f"doow-track {__version__}")
     add_delivery_options(parser)
-    agent = parser.add_argument_group("agent mode (any of these starts the agent instead of pipe mode)")
+    agent = parser.add_argument_group(
+        "agent mode (any of these starts the agent instead of pipe mode; so does input.mode file or tcp "
+        "in the config or DOOW_TRACK_INPUT, attached as with --foreground, as the official CLI does)")
     agent.add_argument("--pidfile", metavar="FILE", help="run as the agent, holding a lock on FILE")
     agent.add_argument("--daemon", action="store_true", help="run as the agent (pidfile from the config, if any)")
     agent.add_argument("--foreground", action="store_true",
@@ -33,18 +35,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def serves_input(settings: config.Settings) -> bool:
+    """Whether ``input`` names a file to tail or a port to listen on, which only the agent serves."""
+    return (settings.input or {}).get("mode") in ("file", "tcp")
+
+
 def main(argv: Iterable[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv))
     env = os.environ
-    setup_logging(args.verbose or config.truthy(env.get("DOOW_TRACK_DEBUG")), args.quiet)
     settings = load_settings(args, env)
-    if args.pidfile or args.daemon or args.foreground:
+    setup_logging(settings.debug, args.quiet)
+    if args.pidfile or args.daemon or args.foreground or serves_input(settings):
         from doow_track_agent.modes.agent.run import run_agent
 
         # The detached agent runs in /, so a relative --config must be pinned to where we started.
         config_path = os.path.abspath(args.config) if args.config else None
-        return run_agent(settings, pidfile=args.pidfile or settings.pidfile, foreground=args.foreground,
+        # Like the official CLI, an input to serve with no agent flag means a long-lived, attached process.
+        foreground = args.foreground or not (args.pidfile or args.daemon)
+        return run_agent(settings, pidfile=args.pidfile or settings.pidfile, foreground=foreground,
                          config_path=config_path,
                          reload_settings=lambda: config.load(config_path, env, flag_layer(args)))
     if sys.stdin is None or sys.stdin.isatty():

@@ -12,9 +12,9 @@ import os
 import sys
 from typing import BinaryIO, Optional
 
-from doow_track_agent.cli.options import emit, settings_for
+from doow_track_agent.cli.options import emit, flush_line, settings_for, try_settings
 from doow_track_agent.cli.pipe import add_delivery_options, deliver_lines, load_settings
-from doow_track_agent.client import through_agent
+from doow_track_agent.client import fetch_status, through_agent
 from doow_track_agent.exits import EX_USAGE
 
 EPILOG = """\
@@ -63,7 +63,19 @@ def _human(result: dict) -> str:
     text += [f"line {error['line']}: {error['error']}" for error in result["errors"]]
     if result.get("unanswered"):
         text.append(f"{result['unanswered']} event(s) not acknowledged: the agent went away")
+    if result.get("flush"):
+        text.append(flush_line(result["flush"]))
     return "\n".join(text)
+
+
+def _flush(args: argparse.Namespace, path: str) -> Optional[dict]:
+    """When the agent that took the events sends them next: its ``/status`` ``flush``, if it answers."""
+    settings, _ = try_settings(args)
+    status = fetch_status(settings, timeout=1.0) if settings is not None else None
+    # The health listener must belong to the agent behind this socket, not to another one on the host.
+    if status is None or os.path.abspath(str(status.get("socket"))) != os.path.abspath(path):
+        return None
+    return status.get("flush")
 
 
 def _direct(args: argparse.Namespace, stream: BinaryIO) -> int:
@@ -83,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write("doow-track send: no socket: socket.path is null in the config; pass --socket\n")
         return EX_USAGE
     result = through_agent(stream, path, args.timeout)
+    if result["accepted"]:
+        result["flush"] = _flush(args, path)
     for error in result["errors"][:10] if args.json else []:
         sys.stderr.write(f"doow-track send: line {error['line']}: {error['error']}\n")
     emit(args, result, _human(result))

@@ -8,6 +8,7 @@ from typing import List
 from doow_track_agent import client, exits
 from doow_track_agent.buffers import spool_offline
 from doow_track_agent.cli import options
+from doow_track_agent.modes.agent import logs
 
 EPILOG = """\
 examples:
@@ -35,6 +36,7 @@ def _describe(document: dict) -> str:
         text = ["no doow-track agent is running"]
         if document.get("spool"):
             text.append(_spool_line(document["spool"]))
+        text.append(f"its log, when started detached with this config: {document['log']}")
         return "\n".join(text)
     lines: List[str] = [f"doow-track agent running (pid {document['pid']}, version {document.get('version', '?')}, "
                         f"up {document.get('uptime_seconds', 0):.0f}s, config generation {document.get('generation')})"]
@@ -44,9 +46,12 @@ def _describe(document: dict) -> str:
         return "\n".join(lines)
     lines.append(f"key {document['key']} -> {document['endpoint']}")
     lines.append(_spool_line(document["spool"]))
+    if "flush" in document:
+        lines.append(options.flush_line(document["flush"]))
     lines.append("counters: " + ", ".join(f"{name.replace('_', '-')} {value}"
                                           for name, value in document["counters"].items()))
     lines.append(f"last success: {document['last_success'] or 'never'}; last error: {document['last_error'] or 'none'}")
+    lines.append(f"logs: {document.get('log') or 'unknown'}")
     return "\n".join(lines)
 
 
@@ -67,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if document is None:
         document = {"running": False, "ready": False, "pid": None,
                     "spool": spool_offline.offline_figures(settings.spool_dir, settings.spool_max_bytes),
+                    "log": logs.target(settings, foreground=False),
                     "config": options.config_path(args)}
     options.emit(args, document, _describe(document))
     return exits.EX_OK if document["running"] else exits.EX_NOT_RUNNING

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "systemd-unit", help="print a systemd unit for the agent", epilog=EPILOG,
         description="Print a hardened systemd service unit for the agent on stdout.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", metavar="FILE",
+    parser.add_argument("-c", "--config", metavar="FILE",
                         help="the config the unit starts the agent with (default: $DOOW_TRACK_CONFIG or "
                              "/etc/doow-track/doow-track.json)")
     parser.add_argument("--exec", metavar="PATH", dest="exec_path",

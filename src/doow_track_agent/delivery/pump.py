@@ -56,6 +56,29 @@ class Queue(Protocol):
     def lease(self, max_events: int, max_bytes: int) -> List[Queued]: ...
 
 
+def flush_outlook(settings: Settings, queue: Queue, stats: Stats, now: float) -> dict:
+    """When the waiting events go out and why they wait: ``/status``'s ``flush`` object.
+
+    ``{"waiting": events not in flight, "flush_at": events, "flush_interval_ms": ms,
+    "next_in_seconds": seconds or None, "reason": text}``; ``now`` is a
+    ``time.monotonic()`` value, the clock the queue stamps events with.
+    """
+    count, oldest = queue.pending()
+    interval = settings.flush_interval
+    outlook = {"waiting": count, "flush_at": settings.flush_at, "flush_interval_ms": int(interval * 1000),
+               "next_in_seconds": None}
+    if not count:
+        return {**outlook, "reason": "nothing waiting"}
+    if not stats.healthy:
+        return {**outlook, "reason": f"deliveries failing, retried with backoff: {stats.last_error}"}
+    if count >= settings.flush_at:
+        return {**outlook, "next_in_seconds": 0.0, "reason": f"due now: flushAt ({settings.flush_at}) reached"}
+    due = max(0.0, (oldest or 0.0) + interval - now)
+    return {**outlook, "next_in_seconds": round(due, 3),
+            "reason": f"fewer than flushAt ({settings.flush_at}) events wait, so they go out "
+                      f"flushInterval ({int(interval * 1000)} ms) after the first of them arrived"}
+
+
 def backoff(attempt: int, initial: float, ceiling: float) -> float:
     """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
     return random.uniform(0, min(ceiling, initial * (2 ** (attempt - 1))))

@@ -13,7 +13,6 @@ import socket
 import stat
 from typing import Iterator, Optional
 
-from doow_track_agent import client
 from doow_track_agent.buffers import spool_offline
 from doow_track_agent.cli import options
 from doow_track_agent.config import Settings
@@ -31,7 +30,7 @@ def checks(subject: Subject) -> Iterator[Check]:
     if settings is None:
         yield from skipped(NAMES, NO_SETTINGS)
         return
-    pid, document = client.find_agent(settings, options.pidfile_path(subject.args, settings))
+    pid, document = subject.running_agent()
     listening = _socket_accepts(settings.socket_path)
     if pid is None and not listening and not subject.agent_configured:
         yield from skipped(NAMES, "no agent configured (the config sets none of pidfile, socket, spool, health)")

@@ -6,6 +6,8 @@ import os
 from typing import Iterator, List
 
 from doow_track_agent import config
+from doow_track_agent.modes.agent import logs
+from doow_track_agent.config import Settings
 from doow_track_agent.doctor.report import FAIL, OK, SKIP, WARN, Check
 from doow_track_agent.doctor.subject import Subject
 from doow_track_agent.redact import mask_key
@@ -39,22 +41,33 @@ def _separate_keys(subject: Subject) -> Check:
 
 
 def _logs(subject: Subject) -> Check:
-    """Where a detached agent's log goes (see ``logs._handler``), and whether anything collects it."""
+    """Where the agent's log goes: as the running agent reports it, else as ``logs.target`` would choose."""
     settings = subject.settings
-    if settings is None or not subject.agent_configured:
+    if settings is None:
+        return Check("environment.logs", SKIP, "no usable settings (see the config checks)")
+    pid, document = subject.running_agent()
+    if document and document.get("log"):
+        return _target(f"the running agent (pid {pid})", document["log"], settings)
+    if pid is None and not subject.agent_configured:
         return Check("environment.logs", SKIP, "pipe mode: messages go to stderr, which the job's runner keeps")
-    if settings.log_file:
-        directory = os.path.dirname(settings.log_file) or "."
-        if not os.path.isdir(directory):
-            return Check("environment.logs", FAIL, f"log.file {settings.log_file}: no directory {directory}",
-                         "create it, owned by the agent's user; the agent does not start without its log")
-        if not os.access(directory, os.W_OK):
-            return Check("environment.logs", WARN, f"log.file {settings.log_file}: not writable by uid {os.getuid()}",
-                         "fine if the agent runs as another user who can write there")
-        return Check("environment.logs", OK, f"the agent logs to {settings.log_file}")
-    if os.path.exists(SYSLOG):
-        return Check("environment.logs", OK, f"syslog ({SYSLOG}) when detached; stderr (the journal under "
+    return _target("a detached agent", logs.target(settings, foreground=False), settings)
+
+
+def _target(who: str, where: str, settings: Settings) -> Check:
+    if where == "stderr":
+        return Check("environment.logs", OK, f"{who} logs to stderr (the journal under systemd, the container's log)")
+    if where == "syslog":
+        return Check("environment.logs", OK, f"{who} logs to syslog ({SYSLOG}); stderr (the journal under "
                                              "systemd) with --foreground")
-    return Check("environment.logs", WARN, f"no {SYSLOG}: a detached agent logs to a file in {settings.spool_dir}",
-                 "set log.file to a file your log collector reads, or run the agent with --foreground "
-                 "under systemd or a container runtime")
+    directory = os.path.dirname(where) or "."
+    if not os.path.isdir(directory):
+        return Check("environment.logs", FAIL, f"log file {where}: no directory {directory}",
+                     "create it, owned by the agent's user; the agent does not start without its log")
+    if not os.access(directory, os.W_OK):
+        return Check("environment.logs", WARN, f"log file {where}: not writable by uid {os.getuid()}",
+                     "fine if the agent runs as another user who can write there")
+    if where != settings.log_file:
+        return Check("environment.logs", WARN, f"no {SYSLOG}: {who} logs to {where}",
+                     "set log.file to a file your log collector reads, or run the agent with --foreground "
+                     "under systemd or a container runtime")
+    return Check("environment.logs", OK, f"{who} logs to {where}")

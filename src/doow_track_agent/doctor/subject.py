@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import List, Mapping, Optional, Tuple
 
-from doow_track_agent import config
+from doow_track_agent import client, config
+from doow_track_agent.cli import options
 from doow_track_agent.config import ConfigError, Settings
 
 # Where a malformed key is named, depending on the layer it came from.
@@ -39,6 +40,7 @@ class Subject:
     events_path: Optional[str] = None
     other_configs: List[str] = field(default_factory=list)
     timeout: float = 3.0
+    _agent: Optional[Tuple[Optional[int], Optional[dict]]] = field(default=None, repr=False)
 
     @property
     def key(self) -> Optional[str]:
@@ -52,6 +54,17 @@ class Subject:
                 if path in KEY_PATHS:
                     return f"{error.source}: {path}: {message}"
         return None
+
+    def running_agent(self) -> Tuple[Optional[int], Optional[dict]]:
+        """(pid, ``/status`` document) of the agent serving these settings, looked up once for every check.
+
+        Found as ``doow-track status`` finds it (``client.find_agent``); (None, None) without settings.
+        """
+        if self._agent is None and self.settings is not None:
+            self._agent = client.find_agent(self.settings, options.pidfile_path(self.args, self.settings))
+        if self._agent is None:
+            self._agent = (None, None)
+        return self._agent
 
     @property
     def agent_configured(self) -> bool:

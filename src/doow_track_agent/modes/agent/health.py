@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Optional, Protocol, Tuple
 from doow_track_agent import __version__
 from doow_track_agent.buffers.spool import Spool
 from doow_track_agent.config import Listen, Settings
+from doow_track_agent.delivery.pump import flush_outlook
 from doow_track_agent.redact import mask_key
 from doow_track_agent.stats import Stats
 
@@ -39,6 +40,7 @@ class Observed(Protocol):
     started: float
     stopping: bool
     reload_state: dict
+    log_target: str
 
     def file_figures(self) -> List[dict]: ...
 
@@ -71,11 +73,13 @@ def status_document(agent: Observed) -> dict:
         "uptime_seconds": round(time.monotonic() - agent.started, 3), "generation": agent.generation,
         "key": mask_key(settings.api_key), "endpoint": settings.endpoint,
         "spool": agent.spool.figures(),
+        "flush": flush_outlook(settings, agent.spool, stats, time.monotonic()),
         "counters": {name: getattr(stats, name) for name in _COUNTERS},
         "last_success": _iso(stats.last_success), "last_error": stats.last_error,
         "key_rejected": stats.key_rejected,
         "not_ready": reasons, "reload": agent.reload_state,
-        "config": settings.source, "socket": settings.socket_path, "files": agent.file_figures(),
+        "config": settings.source, "socket": settings.socket_path, "log": agent.log_target,
+        "files": agent.file_figures(),
     }
 
 

@@ -52,21 +52,34 @@ class Formatter(logging.Formatter):
         return scrub_keys(text)
 
 
+def target(settings: Settings, foreground: bool) -> str:
+    """Where the agent's log goes: ``stderr``, ``syslog``, or a file's path.
+
+    log.file when set; else stderr in the foreground; else syslog when
+    ``/dev/log`` exists; else ``agent.log`` in the spool directory.
+    """
+    if settings.log_file:
+        return settings.log_file
+    if foreground:
+        return "stderr"
+    if os.path.exists(_SYSLOG):
+        return "syslog"
+    return os.path.join(settings.spool_dir, _FALLBACK_NAME)
+
+
 def _handler(settings: Settings, foreground: bool) -> logging.Handler:
-    """log.file when set; else stderr in the foreground; else syslog, or a file in the spool dir."""
-    path = settings.log_file
-    if not path and foreground:
+    where = target(settings, foreground)
+    if where == "stderr":
         return logging.StreamHandler(sys.stderr)
-    if not path and os.path.exists(_SYSLOG):
+    if where == "syslog":
         handler = logging.handlers.SysLogHandler(_SYSLOG, logging.handlers.SysLogHandler.LOG_DAEMON)
         handler.ident = f"doow-track[{os.getpid()}]: "
         return handler
-    path = path or os.path.join(settings.spool_dir, _FALLBACK_NAME)
     try:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        return logging.handlers.WatchedFileHandler(path, encoding="utf-8")  # follows logrotate's renames
+        os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
+        return logging.handlers.WatchedFileHandler(where, encoding="utf-8")  # follows logrotate's renames
     except OSError as exc:
-        raise LogSetupError(f"log.file {path}: {exc.strerror}") from None
+        raise LogSetupError(f"log.file {where}: {exc.strerror}") from None
 
 
 def setup(settings: Settings, foreground: bool) -> None:
@@ -82,11 +95,3 @@ def setup(settings: Settings, foreground: bool) -> None:
     root.setLevel(logging.DEBUG if settings.debug else settings.log_level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
-
-
-def destination() -> str:
-    """Where the logs go, for the start-up message."""
-    handler = logging.getLogger().handlers[0]
-    if isinstance(handler, logging.FileHandler):
-        return handler.baseFilename
-    return "syslog" if isinstance(handler, logging.handlers.SysLogHandler) else "stderr"

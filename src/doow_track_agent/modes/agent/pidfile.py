@@ -66,6 +66,7 @@ class PidFile:
     def acquire(self) -> None:
         """Lock the pidfile and write our pid; raise PidfileLocked if a live agent holds it."""
         deadline = time.monotonic() + _RETRY_SECONDS
+        os.makedirs(os.path.dirname(self.path) or ".", mode=0o755, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:

@@ -95,7 +95,8 @@ def _await_report(read_fd: int, child: int) -> int:
         return EX_UNAVAILABLE
     code = int(code_text)
     if code == EX_OK:
-        sys.stderr.write(f"doow-track: agent started (pid {text})\n")
+        pid, _, where = text.partition(" ")
+        sys.stderr.write(f"doow-track: agent started (pid {pid}); it logs to {where}\n")
     else:
         sys.stderr.write(f"doow-track: the agent did not start: {text}\n")
     return code
@@ -111,8 +112,14 @@ def _preflight(settings: Settings) -> None:
     exposure = config.key_exposure(settings.source) if settings.source else None
     if exposure:
         raise StartupError(EX_CONFIG, f"{exposure}; the agent refuses to run with a key others can read")
+    if settings.disabled:
+        raise StartupError(EX_CONFIG, "disabled is set (DOOW_TRACK_DISABLED or \"disabled\": true): the agent "
+                                      "would accept events and send none; unset it, or validate with "
+                                      "doow-track check --events FILE or doow-track --dry-run")
     if (settings.input or {}).get("mode") == "file" and not file_tail.patterns(settings):
         raise StartupError(EX_CONFIG, "input.mode is file but neither input.path nor input.paths is set")
+    if (settings.input or {}).get("mode") == "tcp" and not (settings.input or {}).get("port"):
+        raise StartupError(EX_CONFIG, "input.mode is tcp but input.port is not set")
     listen = address(settings)
     try:
         if listen is not None:
@@ -142,6 +149,7 @@ class Agent:
         self.started = time.monotonic()
         self.stopping = False
         self.reload_state: dict = {"attempts": 0, "ok": None, "error": None, "at": None}
+        self.log_target = logs.target(settings, foreground)
         self._loader = loader
         self._foreground = foreground
         self._pidfile = pidfile
@@ -181,7 +189,7 @@ class Agent:
                 handshake.send(failure.code, str(failure))
             return failure.code
         if handshake:
-            handshake.send(EX_OK, str(os.getpid()))
+            handshake.send(EX_OK, f"{os.getpid()} {self.log_target}")
         systemd.ready(f"ready, config generation {self.generation}")
         return await self._run_until_stopped()
 
@@ -206,7 +214,7 @@ class Agent:
         self._warn_unused_input(settings)
         log.info("agent %s ready (pid %d): socket %s, spool %s, health %s, logs to %s, %s",
                  __version__, os.getpid(), settings.socket_path, settings.spool_dir, settings.health_listen,
-                 logs.destination(), settings.describe())
+                 self.log_target, settings.describe())
 
     @staticmethod
     def _warn_unused_input(settings: Settings) -> None:
@@ -321,6 +329,7 @@ class Agent:
             settings = self._kept_at_restart(_load_preflighted(self._loader))
             unix, tcp, health = await self._listeners(settings)
             logs.setup(settings, self._foreground)
+            self.log_target = logs.target(settings, self._foreground)
         except (ConfigError, StartupError, logs.LogSetupError) as error:
             log.error("reload refused, keeping the running config (generation %d): %s", self.generation, error)
             self.reload_state.update(ok=False, error=str(error))

@@ -14,19 +14,15 @@ import threading
 import time
 from typing import Iterable, Mapping, Optional
 
+from doow_track_agent import locations
 from doow_track_agent.intake import wire
 
 
-def state_dir(env: Mapping[str, str]) -> str:
-    """The per-user state directory (XDG), where outbox and rejects files go by default."""
-    base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "doow-track")
-
 
 def default_path(env: Mapping[str, str], kind: str) -> str:
-    """A fresh, sortable file name such as ``outbox-20261125T101500-4242.ndjson``."""
+    """A fresh, sortable file name such as ``outbox-20261125T101500-4242.ndjson`` in the user's state directory."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    return os.path.join(state_dir(env), f"{kind}-{stamp}-{os.getpid()}.ndjson")
+    return os.path.join(locations.user_state_dir(env), f"{kind}-{stamp}-{os.getpid()}.ndjson")
 
 
 class LineFile:
