@@ -1,9 +1,9 @@
 """Where doow-track keeps its files when the config does not say: the system's directories or the user's.
 
-Root, and any user on a host where the system directories exist (an agent
-installed by the Ansible role or a package, whose socket other users send
-to), uses ``/run/doow-track`` (socket, pidfile) and ``/var/lib/doow-track``
-(spool, fallback log).  Any other user gets the XDG Base Directory ones:
+Root, and a user who can write the system directories (the service user
+the Ansible role or a package creates them for), uses ``/run/doow-track``
+(socket, pidfile) and ``/var/lib/doow-track`` (spool, fallback log).  Any
+other user gets the XDG Base Directory ones:
 ``$XDG_RUNTIME_DIR/doow-track`` and ``$XDG_STATE_HOME/doow-track`` (default
 ``~/.local/state/doow-track``); without ``$XDG_RUNTIME_DIR`` the runtime
 files go to the state directory too, never to a shared ``/tmp`` where
@@ -40,11 +40,15 @@ def user_runtime_dir(env: Mapping[str, str]) -> str:
 
 
 def _system(directory: str) -> bool:
-    return os.geteuid() == 0 or os.path.isdir(directory)
+    return os.geteuid() == 0 or os.access(directory, os.W_OK)
 
 
 def runtime_dir(env: Mapping[str, str]) -> str:
-    """Socket and pidfile directory: ``/run/doow-track`` or the user's (see the module's rule)."""
+    """Socket and pidfile directory: ``/run/doow-track`` or the user's (see the module's rule).
+
+    Producers of a system agent find its socket through its config
+    (``/etc/doow-track/doow-track.json`` by default), which names the path.
+    """
     return SYSTEM_RUNTIME_DIR if _system(SYSTEM_RUNTIME_DIR) else user_runtime_dir(env)
 
 

@@ -56,7 +56,7 @@ class Session:
         self.receiver = subprocess.Popen([BIN, *argv[1:]], cwd=self.dir, env=self.env,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
-        while not os.path.exists(os.path.join(self.dir, "doow-receiver.sqlite")):
+        while not os.path.exists(os.path.join(self.dir, ".local", "state", "doow-track", "receiver.sqlite3")):
             assert time.monotonic() < deadline, "the receiver did not start"
             time.sleep(0.05)
 
