@@ -61,7 +61,7 @@ def test_the_summary_table_reads_well(post, db_path):
     lines = out.getvalue().splitlines()
     assert lines[0].split() == ["LICENSE", "METRIC", "EVENTS", "QUANTITY", "DUPLICATES", "LAST", "SEEN"]
     assert lines[2].split()[:5] == ["lic_a", "tokens", "2", "150.5", "1"]
-    assert lines[-1] == "total: 4 events, quantity 158.5, 1 duplicates, 1 rejected; 3 requests (202: 2, 207: 1)"
+    assert lines[-1] == "total: 4 events, quantity 158.5, 1 duplicate, 1 rejected; 3 requests (202: 2, 207: 1)"
 
 
 def test_an_empty_store_says_so(db_path):

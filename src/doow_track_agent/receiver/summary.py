@@ -20,11 +20,15 @@ def print_summary(summary: Dict[str, Any], out: Optional[TextIO] = None) -> None
         print("no events stored", file=out)
     statuses = ", ".join(f"{status}: {n}" for status, n in summary["requests_by_status"].items())
     print(
-        f"total: {summary['events']} events, quantity {_number(summary['quantity'])}, "
-        f"{summary['duplicates']} duplicates, {summary['rejected']} rejected; "
-        f"{summary['requests_total']} requests" + (f" ({statuses})" if statuses else ""),
+        f"total: {_count(summary['events'], 'event')}, quantity {_number(summary['quantity'])}, "
+        f"{_count(summary['duplicates'], 'duplicate')}, {summary['rejected']} rejected; "
+        f"{_count(summary['requests_total'], 'request')}" + (f" ({statuses})" if statuses else ""),
         file=out,
     )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _print_table(header: Tuple[str, ...], rows: List[Tuple[str, ...]], out: TextIO) -> None:
