@@ -55,6 +55,9 @@ class Session:
         argv = shlex.split(guide.substitute(command, self.pairs))
         self.receiver = subprocess.Popen([BIN, *argv[1:]], cwd=self.dir, env=self.env,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait_for_receiver()
+
+    def _wait_for_receiver(self) -> None:
         deadline = time.monotonic() + 30
         while not os.path.exists(os.path.join(self.dir, ".local", "state", "doow-track", "receiver.sqlite3")):
             assert time.monotonic() < deadline, "the receiver did not start"
@@ -66,8 +69,13 @@ class Session:
         os.chmod(os.path.join(self.dir, name), 0o600)
 
     def run(self, command: str) -> str:
+        return self.run_as(command)
+
+    def run_as(self, command: str, **user: object) -> str:
+        """Run one command in bash (``user``: subprocess's user, group, extra_groups)."""
         done = subprocess.run(["bash", "-c", "exec 2>&1\n" + guide.substitute(command, self.pairs)], cwd=self.dir,
-                              env=self.env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=60, check=False)
+                              env=self.env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=60, check=False,
+                              **user)
         output = done.stdout.decode(errors="replace")
         for key in KEYS:
             assert key not in output, f"the key leaked: {command}"
