@@ -49,6 +49,8 @@ class Session:
                                              ("127.0.0.1:9090", f"127.0.0.1:{self.health_port}")]
         self.env = base_env({"HOME": self.dir, "PYTHONUNBUFFERED": "1", "COLUMNS": "100",
                              "PATH": os.path.dirname(BIN) + os.pathsep + os.environ.get("PATH", "")})
+        for name in [name for name in self.env if name.startswith("XDG_") or name == "ANSIBLE_HOME"]:
+            del self.env[name]  # an operator's shell: everything per-user is under $HOME
         self.receiver = None
 
     def start_receiver(self, command: str) -> None:

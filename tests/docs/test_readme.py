@@ -57,8 +57,6 @@ class UserSession(Session):
         os.chown(self.dir, self.uid, self.gid)
         self.env.update({"USER": self.user, "LOGNAME": self.user, "DOOW_TRACK_HEALTH_PORT": str(self.health_port),
                          "ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg")})
-        for name in ("XDG_RUNTIME_DIR", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "ANSIBLE_HOME"):
-            self.env.pop(name, None)
 
     def start_receiver(self, command: str) -> None:
         argv = shlex.split(guide.substitute(command, self.pairs))
