@@ -20,18 +20,20 @@ import pwd
 import re
 import shlex
 import subprocess
+import sys
+import sysconfig
 from typing import Iterator, List
 
 import pytest
 
 from tests.docs import guide
 from tests.docs.test_guide import ROOT, Session, _receiver_command
-from tests.support.cli import BIN
 
 README = os.path.join(ROOT, "README.md")
 SKIP = re.compile(r"<!-- docs-test: skip: (.+?) -->\n```", re.MULTILINE)
 COMMAND_KINDS = ("console", "sh", "bash", "shell")
 MAX_SKIPS = 3
+SYSTEM_PYTHON = f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 def _text() -> str:
@@ -55,12 +57,29 @@ class UserSession(Session):
         entry = pwd.getpwnam(self.user)
         self.uid, self.gid = entry.pw_uid, entry.pw_gid
         os.chown(self.dir, self.uid, self.gid)
+        self._install_wrappers()
         self.env.update({"USER": self.user, "LOGNAME": self.user, "DOOW_TRACK_HEALTH_PORT": str(self.health_port),
                          "ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg")})
 
+    def _install_wrappers(self) -> None:
+        """``doow-track`` and ``ansible`` for the user: the venv's python lives under root's 0700 home,
+        so the wrappers run the system's python of the same version on the venv's packages."""
+        site = sysconfig.get_paths()["purelib"]
+        bindir = os.path.join(self.dir, "bin")
+        os.mkdir(bindir)
+        mains = {"doow-track": "from doow_track_agent.cli import main; sys.exit(main())",
+                 "ansible": "from ansible.cli.adhoc import main; sys.argv[0] = 'ansible'; main()"}
+        for name, code in mains.items():
+            path = os.path.join(bindir, name)
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(f'#!/bin/sh\nexec {SYSTEM_PYTHON} -c "import sys; {code}" "$@"\n')
+            os.chmod(path, 0o755)
+        self.env.update({"PYTHONPATH": os.pathsep.join((os.path.join(ROOT, "src"), site)),
+                         "PATH": bindir + os.pathsep + "/usr/local/bin:/usr/bin:/bin"})
+
     def start_receiver(self, command: str) -> None:
         argv = shlex.split(guide.substitute(command, self.pairs))
-        self.receiver = subprocess.Popen([BIN, *argv[1:]], cwd=self.dir, env=self.env, user=self.uid,
+        self.receiver = subprocess.Popen([os.path.join(self.dir, "bin", "doow-track"), *argv[1:]], cwd=self.dir, env=self.env, user=self.uid,
                                          group=self.gid, extra_groups=[],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait_for_receiver()
@@ -89,6 +108,8 @@ class UserSession(Session):
 
 @pytest.fixture
 def user_session() -> Iterator[UserSession]:
+    if not os.path.exists(SYSTEM_PYTHON) or os.geteuid() != 0:
+        pytest.skip(f"needs root (to make a user) and {SYSTEM_PYTHON}, the venv's version, for that user")
     started = UserSession()
     yield started
     started.close()
