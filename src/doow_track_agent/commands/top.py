@@ -23,7 +23,8 @@ from typing import Callable, Iterator, Optional
 from rich.console import Console
 from rich.live import Live
 
-from doow_track_agent import control
+from doow_track_agent import client, exits
+from doow_track_agent.cli import options
 from doow_track_agent.config import Settings
 from doow_track_agent.top_view import Sample, frame
 
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="A live terminal view of the agent found from its config: rates per source, spool, "
                     "deliveries, key state, reloads, last error.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    control.add_config_option(parser)
+    options.add_config_option(parser)
     parser.add_argument("--once", action="store_true",
                         help="print one plain-text frame and exit (rates over --interval)")
     parser.add_argument("--interval", type=_seconds, default=1.0, metavar="SECONDS",
@@ -69,21 +70,21 @@ def _seconds(text: str) -> float:
 
 
 def _sample(settings: Settings, interval: float) -> Sample:
-    return Sample(time.monotonic(), control.fetch_status(settings, timeout=min(2.0, interval * 2)))
+    return Sample(time.monotonic(), client.fetch_status(settings, timeout=min(2.0, interval * 2)))
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = control.settings_for(args)
+    settings = options.settings_for(args)
     if settings.health_listen is None:
-        sys.stderr.write(f"doow-track top: health.listen is disabled in {control.config_path(args)}; "
+        sys.stderr.write(f"doow-track top: health.listen is disabled in {options.config_path(args)}; "
                          "top reads the agent's /status there\n")
-        return control.EX_CONFIG
+        return exits.EX_CONFIG
     where = str(settings.health_listen)
     if args.once:
         return _once(settings, where, args.interval)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         sys.stderr.write("doow-track top: needs a terminal; use --once for one plain-text frame\n")
-        return control.EX_USAGE
+        return exits.EX_USAGE
     _watch(settings, where, args.interval)
     return 0
 
@@ -96,7 +97,7 @@ def _once(settings: Settings, where: str, interval: float) -> int:
     console = Console(file=sys.stdout, width=80, color_system=None, force_terminal=False, highlight=False,
                       emoji=False)
     console.print(frame(first, current, where))
-    return 0 if current.document is not None else control.EX_NOT_RUNNING
+    return 0 if current.document is not None else exits.EX_NOT_RUNNING
 
 
 def _watch(settings: Settings, where: str, interval: float) -> None:
