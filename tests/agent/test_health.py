@@ -42,8 +42,9 @@ def test_metrics_parse_as_prometheus_text(agent, receiver):
     status, text = agent.get("/metrics")
     assert status == 200
     metrics = parse_prometheus(text)
-    assert ('{outcome="accepted"}', 5.0) in metrics["doow_track_events_total"]
-    assert ('{outcome="delivered"}', 5.0) in metrics["doow_track_events_total"]
+    assert (f'{{name="{agent.socket}",outcome="accepted",source="socket"}}', 5.0) \
+        in metrics["doow_track_received_events_total"]
+    assert ('{outcome="delivered"}', 5.0) in metrics["doow_track_sent_events_total"]
     assert metrics["doow_track_ready"] == [("", 1.0)]
     assert metrics["doow_track_spool_events"] == [("", 0.0)]
     assert "doow_track_last_success_timestamp_seconds" in metrics

@@ -46,7 +46,7 @@ from doow_track_agent.buffers.spool_writer import Op, Writer, synchronous
 from doow_track_agent.delivery.pump import Queued
 from doow_track_agent.intake.events import DEDUP_WINDOW_SECONDS, Accepted
 from doow_track_agent.intake.wire import BATCH_OVERHEAD
-from doow_track_agent.stats import Stats
+from doow_track_agent.stats import Source, Stats
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,8 @@ class Spool:
 
     # -- producers ----------------------------------------------------------------
 
-    def append(self, events: Sequence[Accepted],
-               checkpoint: Optional[Checkpoint] = None) -> Tuple[int, "asyncio.Future[None]"]:
+    def append(self, events: Sequence[Accepted], checkpoint: Optional[Checkpoint] = None,
+               source: Optional[Source] = None) -> Tuple[int, "asyncio.Future[None]"]:
         """Queue events for the next group commit; returns how many fit and a future for them.
 
         The bytes are reserved now, so concurrent producers cannot overshoot
@@ -147,6 +147,7 @@ class Spool:
         is ever dropped.
         A ``checkpoint`` covers all of its events or none of them: it is
         committed with them, and not at all (0 fitting) if any does not fit.
+        Committed events are counted as accepted from ``source``.
         """
         future: "asyncio.Future[None]" = asyncio.get_running_loop().create_future()
         fitting, reserved = self._fit(events)
@@ -158,7 +159,7 @@ class Spool:
         self._bytes += reserved
         accepted = list(events[:fitting])
         self._writer.submit(Op("append", accepted, lambda error, last_id: self._appended(
-            future, len(accepted), reserved, error, last_id), checkpoint))
+            future, len(accepted), reserved, error, last_id, source), checkpoint))
         return fitting, future
 
     def _fit(self, events: Sequence[Accepted]) -> Tuple[int, int]:
@@ -174,7 +175,7 @@ class Spool:
         return fitting, reserved
 
     def _appended(self, future: "asyncio.Future[None]", count: int, size: int,
-                  error: Optional[BaseException], last_id: int) -> None:
+                  error: Optional[BaseException], last_id: int, source: Optional[Source]) -> None:
         if error is not None:
             self._bytes -= size
             if not future.done():
@@ -188,7 +189,7 @@ class Spool:
         self._pending += count
         self._committed = last_id
         self._groups.append((last_id, time.monotonic()))
-        self.stats.accepted += count
+        self.stats.count_accepted(source, count)
         self.changed.set()
 
     # -- file tail checkpoints ---------------------------------------------------------

@@ -17,10 +17,15 @@ from doow_track_agent.config import Settings
 from doow_track_agent.exits import EX_CONFIG
 
 
-def add_locating_options(parser: argparse.ArgumentParser, *, socket: bool = False) -> None:
-    """``--config``, ``--pidfile`` (or ``--socket``) and ``--json``: the contract's shared options."""
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """``--config``: where the agent's config is, from which the agent is found."""
     parser.add_argument("-c", "--config", metavar="FILE",
                         help=f"the agent's config (default: $DOOW_TRACK_CONFIG or {config.DEFAULT_CONFIG_PATH})")
+
+
+def add_locating_options(parser: argparse.ArgumentParser, *, socket: bool = False) -> None:
+    """``--config``, ``--pidfile`` (or ``--socket``) and ``--json``: the contract's shared options."""
+    add_config_option(parser)
     if socket:
         parser.add_argument("--socket", metavar="PATH", help="the agent's socket (overrides socket.path)")
     else:

@@ -14,6 +14,7 @@ DEFAULT_COMMAND = "doow_track_agent.commands.run"
 COMMANDS = {
     "send": ("doow_track_agent.commands.send", "send events to the running agent (or --direct)"),
     "status": ("doow_track_agent.commands.status", "show the running agent's state"),
+    "top": ("doow_track_agent.commands.top", "watch the running agent live (q quits)"),
     "reload": ("doow_track_agent.commands.reload", "make the agent re-read its config (SIGHUP)"),
     "stop": ("doow_track_agent.commands.stop", "stop the agent, draining what it can"),
     "check": ("doow_track_agent.commands.check", "validate a config file and/or an events file"),

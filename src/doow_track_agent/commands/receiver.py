@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import os
@@ -15,6 +14,7 @@ from typing import Any, List, Tuple
 from doow_track_agent import locations
 from doow_track_agent.exits import EX_NOINPUT, EX_OK, EX_UNAVAILABLE, EX_USAGE
 from doow_track_agent.receiver.faults import Faults
+from doow_track_agent.receiver.loopback import is_loopback
 from doow_track_agent.receiver.server import MAX_BODY_BYTES, Receiver, logger
 from doow_track_agent.receiver.store import Store
 from doow_track_agent.receiver.summary import print_summary
@@ -24,7 +24,8 @@ DB_NAME = "receiver.sqlite3"
 
 EPILOG = """\
 actions:
-  serve (default)  listen for POST /telemetry/events and GET /sdk/licenses/{id}
+  serve (default)  listen for POST /telemetry/events and GET /sdk/licenses/{id};
+                   open http://HOST:PORT/ in a browser to watch events arrive
   summary          print what the database holds, per license and metric
 
 examples:
@@ -134,7 +135,7 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"doow-track receiver: cannot listen on {args.listen}: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
-    print(f"listening on {receiver.url}, storing in {args.db}", file=sys.stderr, flush=True)
+    print(f"listening on {receiver.url} (what arrived: {receiver.url}/ in a browser), storing in {args.db}", file=sys.stderr, flush=True)
     if args.ready_file:
         _write_atomically(args.ready_file, receiver.url)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -153,18 +154,9 @@ def parse_listen(listen: str, allow_remote: bool = False) -> Tuple[str, int]:
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"--listen must be HOST:PORT, not {listen!r}")
-    if not allow_remote and not _is_loopback(host):
+    if not allow_remote and not is_loopback(host):
         raise ValueError(f"{host} is not a loopback address; add --allow-remote to listen there")
     return host, int(port)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -4,6 +4,7 @@ Endpoints:
 
 - ``POST /telemetry/events``: ingest, as the real API (PROTOCOL.md).
 - ``GET /sdk/licenses/{id}``: the management API's license check.
+- ``GET /``: a page of what arrived, for people (see ``page``).
 - ``GET /_receiver/stats`` and ``POST /_receiver/faults``: unauthenticated
   controls for tests; they exist only here, never on the real API.
 
@@ -27,7 +28,9 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, Optional, Set, Tupl
 from urllib.parse import unquote, urlsplit
 
 from doow_track_agent import __version__
+from doow_track_agent.receiver import page
 from doow_track_agent.receiver.faults import RETRY_AFTER_STATUSES, Faults, FaultState
+from doow_track_agent.receiver.loopback import page_allowed
 from doow_track_agent.receiver.protocol import (
     ProtocolError,
     decode_body,
@@ -35,7 +38,7 @@ from doow_track_agent.receiver.protocol import (
     parse_batch,
     split_events,
 )
-from doow_track_agent.receiver.store import STATUS_RESET, Request, Store
+from doow_track_agent.receiver.store import STATUS_RESET, Request, Store, utc_now
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 INGEST_PATH = "/telemetry/events"
@@ -177,6 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             methods = {
                 INGEST_PATH: {"POST": self._ingest},
+                "/": {"GET": self._page},
                 "/_receiver/stats": {"GET": self._stats},
                 "/_receiver/faults": {"POST": self._set_faults},
             }.get(path, {})
@@ -217,12 +221,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._authorize()
         batch = parse_batch(decode_body(body, encoding, app.max_body_bytes), faults.max_events)
         accepted, rejections = split_events(batch.events, app.licenses)
+        kept = {position for position, _ in accepted}
+        refused = [event for position, event in enumerate(batch.events) if position not in kept]  # rejections' order
         for position in reversed(app.faults.take_rejections(len(accepted))):
             _, event = accepted.pop(position)
+            refused.append(event)
             rejections.append({"event_id": event["event_id"], "reason": REJECTED_BY_FAULT})
         status = 207 if rejections else 202
         request = Request(status, batch.batch_id, len(batch.events), len(rejections), encoding, body)
-        duplicates = app.store.record_batch(request, accepted)
+        duplicates = app.store.record_batch(
+            request, accepted, [(event, rejection["reason"]) for event, rejection in zip(refused, rejections)])
         self._note = (
             f" batch={batch.batch_id} events={len(batch.events)} accepted={len(accepted)}"
             f" rejected={len(rejections)} duplicates={duplicates}"
@@ -243,6 +251,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stats(self, path: str) -> None:
         self._send_json(200, self.server.app.store.stats())
+
+    def _page(self, path: str) -> None:
+        if not page_allowed(self.client_address[0], self.headers.get("Host")):
+            raise ProtocolError(403, "forbidden", "the page is served to loopback clients asking for a loopback host")
+        body = page.render(self.server.app.store.recent(page.RECENT_ROWS), utc_now())
+        self._send(200, body, page.HEADERS)
 
     def _set_faults(self, path: str) -> None:
         try:
@@ -278,12 +292,14 @@ class _Handler(BaseHTTPRequestHandler):
                                 {"WWW-Authenticate": "Bearer"})
 
     def _send_json(self, status: int, payload: Any, headers: Optional[Dict[str, str]] = None) -> None:
-        body = json.dumps(payload).encode()
+        self._send(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})})
+
+    def _send(self, status: int, body: bytes, headers: Dict[str, str]) -> None:
+        """One response; ``headers`` include its Content-Type."""
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
+            for name, value in headers.items():
                 self.send_header(name, value)
             if self.close_connection:
                 self.send_header("Connection", "close")

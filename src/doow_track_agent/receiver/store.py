@@ -12,6 +12,8 @@ server writes):
   (request_id, position) to its raw JSON.
 - ``duplicates``: one row per repeated arrival of a stored ``event_id``; an
   event's seen count is 1 + its rows here.
+- ``rejections``: one row per event refused in a 207, with the reason sent
+  back and the license and metric it claimed (when they were strings).
 
 De-duplication is decided against an in-memory set of stored ids, loaded from
 the file on first write, and the tables carry no unique index. That is a
@@ -70,6 +72,15 @@ CREATE TABLE IF NOT EXISTS duplicates (
     metric TEXT NOT NULL,
     received_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rejections (
+    event_id TEXT,
+    batch_id TEXT NOT NULL,
+    request_id INTEGER NOT NULL REFERENCES requests(id),
+    license_id TEXT,
+    metric TEXT,
+    reason TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);
 """
 
 _INSERT_REQUEST = (
@@ -78,6 +89,16 @@ _INSERT_REQUEST = (
 )
 _INSERT_EVENT = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_DUPLICATE = "INSERT INTO duplicates VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_REJECTION = "INSERT INTO rejections VALUES (?, ?, ?, ?, ?, ?, ?)"
+_RECENT = {
+    "events": "SELECT received_at, license_id, metric, quantity, kind, event_id FROM events"
+    " ORDER BY rowid DESC LIMIT ?",
+    "duplicates": "SELECT received_at, license_id, metric, event_id FROM duplicates ORDER BY rowid DESC LIMIT ?",
+    "rejections": "SELECT received_at, license_id, metric, event_id, reason FROM rejections"
+    " ORDER BY rowid DESC LIMIT ?",
+}
+_LAST_REQUEST = ("SELECT received_at, status, batch_id, events, accepted, rejected, duplicates FROM requests"
+                 " ORDER BY id DESC LIMIT 1")
 _GROUPS = {
     "events": "SELECT license_id, metric, count(*), sum(quantity), max(received_at)"
     " FROM events GROUP BY license_id, metric",
@@ -163,11 +184,12 @@ class Store:
         with self._lock, self._transaction() as conn:
             conn.execute(_INSERT_REQUEST, _request_row(request, utc_now(), accepted=0, duplicates=0))
 
-    def record_batch(self, request: Request, events: Sequence[Tuple[int, dict]]) -> int:
-        """Store a batch's acceptable (position, event) pairs in one transaction.
+    def record_batch(self, request: Request, events: Sequence[Tuple[int, dict]],
+                     refused: Sequence[Tuple[Any, str]] = ()) -> int:
+        """Store a batch's acceptable (position, event) pairs, and its refused (event, reason) pairs, in one transaction.
 
-        Returns how many of them were duplicates (already stored, or repeated
-        within the batch): those are counted, not stored again.
+        Returns how many of the acceptable ones were duplicates (already
+        stored, or repeated within the batch): those are counted, not stored again.
         """
         received_at = utc_now()
         with self._lock:
@@ -191,6 +213,10 @@ class Store:
                 conn.executemany(
                     _INSERT_DUPLICATE,
                     [_duplicate_row(e, request, request_id, received_at) for e in repeats],
+                )
+                conn.executemany(
+                    _INSERT_REJECTION,
+                    [_rejection_row(e, reason, request, request_id, received_at) for e, reason in refused],
                 )
             known |= fresh
         return len(repeats)
@@ -294,6 +320,24 @@ class Store:
         totals["by_license_metric"] = _merge_groups(groups["events"], groups["duplicates"])
         return totals
 
+    def recent(self, limit: int = 50) -> Dict[str, Any]:
+        """summary() plus the last ``limit`` events, duplicates and rejections (newest first) and the last request.
+
+        Rows are dicts named after their columns; ``last_request`` is None before the first request.
+        """
+        with self._reader() as conn:
+            totals = _stats(conn)
+            groups = {kind: conn.execute(sql).fetchall() for kind, sql in _GROUPS.items()}
+            for kind, sql in _RECENT.items():
+                cursor = conn.execute(sql, (limit,))
+                columns = [column[0] for column in cursor.description]
+                totals[f"recent_{kind}"] = [dict(zip(columns, row)) for row in cursor]
+            cursor = conn.execute(_LAST_REQUEST)
+            last = cursor.fetchone()
+            totals["last_request"] = dict(zip([column[0] for column in cursor.description], last)) if last else None
+        totals["by_license_metric"] = _merge_groups(groups["events"], groups["duplicates"])
+        return totals
+
 
 def _request_row(request: Request, received_at: str, accepted: int, duplicates: int) -> tuple:
     return (
@@ -305,6 +349,20 @@ def _request_row(request: Request, received_at: str, accepted: int, duplicates: 
 def _duplicate_row(event: dict, request: Request, request_id: int, received_at: str) -> tuple:
     metric = event["measurements"][0]["metric_name"]
     return (event["event_id"], request.batch_id, request_id, event["license_id"], metric, received_at)
+
+
+def _rejection_row(event: Any, reason: str, request: Request, request_id: int, received_at: str) -> tuple:
+    """A refused event may be anything: license and metric are kept only when they are strings."""
+    event = event if isinstance(event, dict) else {}
+    measurements = event.get("measurements")
+    first = measurements[0] if isinstance(measurements, list) and measurements else None
+    metric = first.get("metric_name") if isinstance(first, dict) else None
+    return (_text_or_none(event.get("event_id")), request.batch_id, request_id,
+            _text_or_none(event.get("license_id")), _text_or_none(metric), reason, received_at)
+
+
+def _text_or_none(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) else None
 
 
 def _stats(conn: sqlite3.Connection) -> Dict[str, Any]:

@@ -27,7 +27,7 @@ from typing import List, NamedTuple, Optional, Set, Tuple, Union
 from doow_track_agent.buffers.spool import Spool, SpoolError
 from doow_track_agent.intake.events import Accepted, Intake, Invalid
 from doow_track_agent.sources.lines import Line, LineSplitter
-from doow_track_agent.stats import Stats
+from doow_track_agent.stats import Source, Stats
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ _AUTH_FAILED = Invalid(1, "$", "the first line must be the configured tcp.token"
 class _Connection:
     """One producer: its task, and whether it is in the middle of a chunk (not to be cancelled)."""
 
-    def __init__(self, origin: str) -> None:
+    def __init__(self, source: Source, origin: str) -> None:
+        self.source = source
         self.origin = origin
         self.task = asyncio.current_task()
         self.busy = False
@@ -105,9 +106,9 @@ class Producers:
         self._warned_full = False
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    origin: str, token: Optional[str] = None) -> None:
-        """Handle one producer until it disconnects or the agent stops accepting."""
-        conn = _Connection(origin)
+                    source: Source, origin: str, token: Optional[str] = None) -> None:
+        """Handle one producer of ``source`` until it disconnects or the agent stops accepting."""
+        conn = _Connection(source, origin)
         self._connections.add(conn)
         try:
             await self._converse(conn, reader, writer, token)
@@ -145,7 +146,7 @@ class Producers:
                     log.warning("%s: refused a producer without the right token", conn.origin)
                     await chunks.put(_Chunk([(1, _AUTH_FAILED)], 0, None))
                     return
-            await chunks.put(self.submit(lines))
+            await chunks.put(self.submit(lines, conn.source))
             conn.busy = False
             if not data:
                 return
@@ -172,10 +173,11 @@ class Producers:
     def _check_token(line: bytes, token: str) -> bool:
         return hmac.compare_digest(line.strip(), token.encode("utf-8"))
 
-    def submit(self, lines: List[Line]) -> "_Chunk":
+    def submit(self, lines: List[Line], source: Source) -> "_Chunk":
         """Judge a chunk of numbered lines and queue its valid events for the next group commit."""
-        verdicts = self._judge(lines)
-        fitting, committed = self.spool.append([verdict for _, verdict in verdicts if isinstance(verdict, Accepted)])
+        verdicts = self._judge(lines, source)
+        fitting, committed = self.spool.append(
+            [verdict for _, verdict in verdicts if isinstance(verdict, Accepted)], source=source)
         return _Chunk(verdicts, fitting, committed)
 
     async def answer(self, chunk: "_Chunk") -> bytes:
@@ -189,7 +191,7 @@ class Producers:
                 log.error("refusing %d event(s): %s", chunk.fitting, exc)
         return self._replies(chunk.verdicts, chunk.fitting, failure)
 
-    def _judge(self, lines: List[Line]) -> List[Tuple[int, Verdict]]:
+    def _judge(self, lines: List[Line], source: Source) -> List[Tuple[int, Verdict]]:
         intake = self.intake
         verdicts: List[Tuple[int, Verdict]] = []
         for line, raw in lines:
@@ -197,7 +199,7 @@ class Producers:
             if verdict is None:
                 continue
             if isinstance(verdict, Invalid):
-                self.stats.invalid += 1
+                self.stats.count_invalid(source)
             verdicts.append((line, verdict))
         return verdicts
 

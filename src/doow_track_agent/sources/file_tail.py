@@ -45,7 +45,7 @@ from doow_track_agent.config import Settings
 from doow_track_agent.intake.events import Accepted, Intake, Invalid
 from doow_track_agent.intake.policy import MAX_LINE_BYTES
 from doow_track_agent.sources import pace
-from doow_track_agent.stats import Stats
+from doow_track_agent.stats import Source, Stats
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +293,7 @@ class FileTail:
         if saved is not None:
             tailed.resume(saved)
         self._files[identity] = tailed
+        self.stats.add_source(Source("file", path))
         log.info("tailing %s from offset %d (line %d)", path, tailed.offset, tailed.line + 1)
         return tailed
 
@@ -371,7 +372,7 @@ class FileTail:
             verdict = intake.accept(raw, line, line_event_id(key, offset, raw))
             offset += len(raw) + 1
             if isinstance(verdict, Invalid):
-                self.stats.invalid += 1
+                self.stats.count_invalid(Source("file", path))
                 log.warning("%s:%d: %s: %s (line skipped)", path, line, verdict.path, verdict.message)
             elif verdict is not None:
                 accepted.append(verdict)
@@ -381,7 +382,7 @@ class FileTail:
         """Spool the events with the checkpoint past them, in one transaction; False to retry later."""
         await pace(self.spool, self.stats)
         checkpoint = tailed.checkpoint(offset, line)
-        fitting, committed = self.spool.append(accepted, checkpoint)
+        fitting, committed = self.spool.append(accepted, checkpoint, Source("file", tailed.path))
         try:
             if fitting < len(accepted):
                 raise SpoolError("spool full (spool.maxBytes): file reading paused until deliveries free space")

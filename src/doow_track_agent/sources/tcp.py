@@ -12,6 +12,7 @@ from typing import Optional
 
 from doow_track_agent.config import Listen, Settings
 from doow_track_agent.sources import STREAM_LIMIT, Producers, SourceError
+from doow_track_agent.stats import Source
 
 
 def address(settings: Settings) -> Optional[Listen]:
@@ -45,12 +46,14 @@ class TcpSource:
         self._server: Optional[asyncio.AbstractServer] = None
 
     async def start(self, producers: Producers) -> None:
+        source = Source("tcp", str(self.listen))
         try:
             self._server = await asyncio.start_server(
-                lambda r, w: producers.serve(r, w, _origin(w), self.token),
+                lambda r, w: producers.serve(r, w, source, _origin(w), self.token),
                 self.listen.host, self.listen.port, limit=STREAM_LIMIT, reuse_address=True)
         except OSError as exc:
             raise SourceError(f"cannot listen on tcp.listen {self.listen}: {exc.strerror}") from None
+        producers.stats.add_source(source)
 
     def close(self) -> None:
         if self._server is not None:

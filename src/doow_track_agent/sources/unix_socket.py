@@ -17,6 +17,7 @@ import struct
 from typing import Optional
 
 from doow_track_agent.sources import STREAM_LIMIT, Producers, SourceError
+from doow_track_agent.stats import Source
 
 _PEERCRED = struct.Struct("3i")
 
@@ -70,13 +71,15 @@ class UnixSource:
 
     async def start(self, producers: Producers) -> None:
         _group_id(self.group)  # fail before touching the filesystem
+        source = Source("socket", self.path)
         try:
             os.makedirs(os.path.dirname(self.path) or ".", mode=0o755, exist_ok=True)
             _remove_stale(self.path)
             previous = os.umask(0o177)
             try:
                 self._server = await asyncio.start_unix_server(
-                    lambda r, w: producers.serve(r, w, _origin(w)), self.path, limit=STREAM_LIMIT, backlog=128)
+                    lambda r, w: producers.serve(r, w, source, _origin(w)), self.path, limit=STREAM_LIMIT,
+                    backlog=128)
             finally:
                 os.umask(previous)
             self._inode = os.stat(self.path).st_ino
@@ -88,6 +91,7 @@ class UnixSource:
         except SourceError:
             self.close()
             raise
+        producers.stats.add_source(source)
 
     def set_access(self, mode: int, group: Optional[str]) -> None:
         """Apply ``socket.mode`` and ``socket.group`` (at start, and on reload without rebinding)."""

@@ -1,4 +1,4 @@
-"""The agent's health listener: /healthz, /readyz, /status (JSON) and /metrics (Prometheus text).
+"""The agent's health listener: /healthz, /readyz, /status (JSON) and /metrics (Prometheus text, see metrics).
 
 A tiny HTTP/1.1 responder on the event loop (one request per connection)
 rather than ``http.server`` in a thread: the figures it reports are mutated
@@ -20,6 +20,7 @@ from doow_track_agent import __version__
 from doow_track_agent.buffers.spool import Spool
 from doow_track_agent.config import Listen, Settings
 from doow_track_agent.delivery.pump import flush_outlook
+from doow_track_agent.modes.agent import metrics
 from doow_track_agent.redact import mask_key
 from doow_track_agent.stats import Stats
 
@@ -76,49 +77,11 @@ def status_document(agent: Observed) -> dict:
         "flush": flush_outlook(settings, agent.spool, stats, time.monotonic()),
         "counters": {name: getattr(stats, name) for name in _COUNTERS},
         "last_success": _iso(stats.last_success), "last_error": stats.last_error,
-        "key_rejected": stats.key_rejected,
+        "last_error_at": _iso(stats.last_error_at), "failing": stats.failing, "key_rejected": stats.key_rejected,
         "not_ready": reasons, "reload": agent.reload_state,
         "config": settings.source, "socket": settings.socket_path, "log": agent.log_target,
-        "files": agent.file_figures(),
+        "files": agent.file_figures(), "sources": stats.source_figures(),
     }
-
-
-def _metric(lines: List[str], name: str, kind: str, help_text: str,
-            samples: List[Tuple[str, float]]) -> None:
-    lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    lines += [f"{name}{labels} {value}" for labels, value in samples]
-
-
-def metrics_text(agent: Observed) -> str:
-    """The status document in the Prometheus text exposition format (version 0.0.4)."""
-    status = status_document(agent)
-    spool, counters = status["spool"], status["counters"]
-    lines: List[str] = []
-    _metric(lines, "doow_track_info", "gauge", "Agent version.", [(f'{{version="{status["version"]}"}}', 1)])
-    _metric(lines, "doow_track_events_total", "counter", "Events by outcome since the agent started.",
-            [(f'{{outcome="{name}"}}', counters[name])
-             for name in ("accepted", "invalid", "delivered", "rejected", "dead_lettered")])
-    _metric(lines, "doow_track_requests_total", "counter", "Ingest requests sent.", [("", counters["requests"])])
-    _metric(lines, "doow_track_retries_total", "counter", "Batches retried.", [("", counters["retries"])])
-    _metric(lines, "doow_track_spool_events", "gauge", "Events in the spool.", [("", spool["events"])])
-    _metric(lines, "doow_track_spool_bytes", "gauge", "Bytes counted against spool.maxBytes.",
-            [("", spool["bytes"])])
-    _metric(lines, "doow_track_spool_max_bytes", "gauge", "spool.maxBytes.", [("", spool["max_bytes"])])
-    _metric(lines, "doow_track_spool_full", "gauge", "1 while new events are refused.", [("", int(spool["full"]))])
-    _metric(lines, "doow_track_spool_oldest_age_seconds", "gauge", "Age of the oldest spooled event.",
-            [("", float(spool["oldest_age_seconds"] or 0.0))])
-    _metric(lines, "doow_track_dead_letters", "gauge", "Events in the dead-letter table.",
-            [("", spool["dead_letters"])])
-    _metric(lines, "doow_track_ready", "gauge", "1 when /readyz answers 200.", [("", int(status["ready"]))])
-    _metric(lines, "doow_track_key_rejected", "gauge", "1 while the API rejects the key.",
-            [("", int(status["key_rejected"]))])
-    _metric(lines, "doow_track_config_generation", "gauge", "Config generation (1 at start, +1 per reload).",
-            [("", status["generation"])])
-    _metric(lines, "doow_track_uptime_seconds", "gauge", "Seconds since start.", [("", float(status["uptime_seconds"]))])
-    if agent.stats.last_success is not None:
-        _metric(lines, "doow_track_last_success_timestamp_seconds", "gauge",
-                "When a delivery last succeeded (Unix time).", [("", float(agent.stats.last_success))])
-    return "\n".join(lines) + "\n"
 
 
 Response = Tuple[int, str, bytes]
@@ -134,6 +97,7 @@ class HealthServer:
     def __init__(self, agent: Observed) -> None:
         self.agent = agent
         self._server: Optional[asyncio.AbstractServer] = None
+        self._collectors = metrics.registry(lambda: status_document(agent))
         self._routes: Dict[str, Callable[[], Response]] = {
             "/healthz": lambda: _text(200, "ok\n"),
             "/readyz": self._readyz,
@@ -157,7 +121,7 @@ class HealthServer:
         return 200, "application/json", json.dumps(status_document(self.agent)).encode("utf-8")
 
     def _metrics(self) -> Response:
-        return 200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(self.agent).encode("utf-8")
+        return 200, metrics.CONTENT_TYPE, metrics.exposition(self._collectors)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -166,6 +130,8 @@ class HealthServer:
             await writer.drain()
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
+        except Exception:  # a bug in one answer must not go unseen, nor take the listener down
+            log.exception("health listener: cannot answer")
         finally:
             writer.close()
 
