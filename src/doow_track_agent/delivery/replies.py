@@ -103,8 +103,13 @@ def classify(status: int, headers: Dict[str, str], body: bytes) -> Reply:
     return Reply(REJECTED, reason)
 
 
-def unreachable(error: Exception) -> Reply:
-    """A transport failure (refused, reset, timeout): always worth a retry."""
+def unreachable(error: Exception, explained: Optional[str] = None) -> Reply:
+    """A transport failure (refused, reset, timeout, untrusted certificate): always worth a retry.
+
+    ``explained`` is the caller's account of it (naming the proxy or the trust), when it has one.
+    """
+    if explained:
+        return Reply(RETRY, explained)
     name = type(error).__name__
     detail = server_text(str(error)) if str(error) else name
     return Reply(RETRY, f"{name}: {detail}" if detail != name else name)
