@@ -80,7 +80,7 @@ def peer_certificate(settings: Settings, timeout: float) -> Optional[bytes]:
                    verify=False) as client:
             with client.stream("GET", "/") as response:
                 tls = response.extensions["network_stream"].get_extra_info("ssl_object")
-                return tls.getpeercert(binary_form=True) if tls else None
+                return tls.getpeercert(True) if tls else None
     except (httpx.HTTPError, OSError, KeyError):
         return None
 

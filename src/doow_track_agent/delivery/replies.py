@@ -96,6 +96,8 @@ def classify(status: int, headers: Dict[str, str], body: bytes) -> Reply:
     reason = _reason(status, body)
     if status in (401, 403):
         return Reply(KEY, reason)
+    if status == 407:  # from a forward proxy, not the API: the events are fine, the proxy credentials are not
+        return Reply(RETRY, f"{reason}: the proxy wants other credentials (user:password@ in the proxy URL)")
     if status == 413:
         return Reply(TOO_LARGE, reason)
     if status in (408, 429) or status >= 500:
