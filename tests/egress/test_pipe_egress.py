@@ -38,7 +38,7 @@ def test_delivers_through_the_proxy(request, receiver, https_receiver, pki, writ
     assert stored(target) == 3
     port = target.url.rsplit(":", 1)[1]
     verb = "CONNECT" if scheme == "https" else "POST"
-    assert any(verb in line and f"127.0.0.1:{port}" in line for line in proxy.log().splitlines()), proxy.log()
+    assert f"{verb} {'http://' if verb == 'POST' else ''}127.0.0.1:{port}" in proxy.log(), proxy.log()
 
 
 def test_wrong_proxy_password_names_the_proxy(auth_proxy, https_receiver, pki, write_config):
