@@ -107,7 +107,7 @@ def cause(error: BaseException, kind: type) -> Optional[BaseException]:
     return seen
 
 
-def explain(error: httpx.HTTPError, settings: Settings, issued_by: Optional[str] = None) -> str:
+def explain(error: Exception, settings: Settings, issued_by: Optional[str] = None) -> str:
     """Why no answer came, naming the proxy when the proxy failed and the trust when the certificate did.
 
     The proxy is shown with its password masked; server text is made safe to print.

@@ -277,10 +277,11 @@ class Pump:
             async with self._client.stream("POST", wire.INGEST_PATH, content=body, headers=headers) as response:
                 answer = await _read_capped(response)
                 return replies.classify(response.status_code, dict(response.headers), answer)
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, ssl.SSLError) as error:
+            # A TLS alert after the handshake (mutual TLS refused) can escape httpx as a bare ssl.SSLError.
             return replies.unreachable(error, http_client.explain(error, self._settings, await self._untrusted(error)))
 
-    async def _untrusted(self, error: httpx.HTTPError) -> Optional[str]:
+    async def _untrusted(self, error: Exception) -> Optional[str]:
         """Who issued the certificate that failed verification (asked once per connection settings), or None."""
         if http_client.cause(error, ssl.SSLCertVerificationError) is None:
             return None
