@@ -26,7 +26,7 @@ def test_reload_applies_proxy_and_trust(https_receiver, auth_proxy, pki):
                                    "origin": f"the config file {agent.config}"}
         assert status["trust"].endswith(f"tls.caFile {pki.ca}")
         shown = run(["status", "--config", agent.config], secrets=[PASSWORD])
-        assert f"route: proxy http://egress:***@{auth_proxy.address}" in shown.out
+        assert f"route: proxy http://egress:***@{auth_proxy.address} (from the config file" in shown.out
         assert PASSWORD not in agent.log()
     finally:
         agent.cleanup()

@@ -44,8 +44,8 @@ def _describe(document: dict) -> str:
         return "\n".join(lines)
     lines.append(f"key {document['key']} -> {document['endpoint']}")
     route = document.get("route") or {}
-    lines.append(f"route: {'proxy ' + route['proxy'] if route.get('proxy') else 'direct'} ({route.get('origin')}); "
-                 f"trust: {document.get('trust')}")
+    lines.append(f"route: {'proxy ' + route['proxy'] + ' (from ' if route.get('proxy') else 'direct ('}"
+                 f"{route.get('origin')})")
     lines.append(_spool_line(document["spool"]))
     lines.append("counters: " + ", ".join(f"{name.replace('_', '-')} {value}"
                                           for name, value in document["counters"].items()))
