@@ -14,9 +14,10 @@ import os
 import re
 import stat
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from doow_track_agent import locations
+from doow_track_agent.egress import EgressError, Route, Tls, describe_trust, route
 from doow_track_agent.intake.validation import Problem, load_schema, problems
 from doow_track_agent.redact import mask_key
 
@@ -87,6 +88,8 @@ class Settings:
     log_level: str
     log_format: str
     log_file: Optional[str]
+    route: Route = Route(None, "default")
+    tls: Tls = Tls()
     disabled: bool = False
     debug: bool = False
     source: Optional[str] = None
@@ -96,7 +99,8 @@ class Settings:
         """A loggable view of the settings: the key masked, nothing secret."""
         return {"key": mask_key(self.api_key), "endpoint": self.endpoint, "flushAt": self.flush_at,
                 "flushInterval": int(self.flush_interval * 1000), "concurrency": self.concurrency,
-                "attribution": self.attribution, "config": self.source}
+                "attribution": self.attribution, "config": self.source, "route": self.route.describe(),
+                "trust": describe_trust(self.tls, os.environ)}
 
 
 def camel(key: str) -> str:
@@ -175,21 +179,21 @@ ENV_NAMES = {"$.apiKey": "DOOW_TRACK_API_KEY", "$.endpoint": "DOOW_TRACK_ENDPOIN
               "$.flushAt": "DOOW_TRACK_FLUSH_AT", "$.flushInterval": "DOOW_TRACK_FLUSH_INTERVAL",
               "$.attribution": "DOOW_TRACK_ATTRIBUTION", "$.input": "DOOW_TRACK_INPUT",
               "$.health": "DOOW_TRACK_HEALTH_PORT", "$.disabled": "DOOW_TRACK_DISABLED",
-              "$.debug": "DOOW_TRACK_DEBUG"}
+              "$.debug": "DOOW_TRACK_DEBUG", "$.proxy": "DOOW_TRACK_PROXY"}
 FLAG_NAMES = {"$.apiKey": "--api-key", "$.endpoint": "--endpoint", "$.flushAt": "--flush-at",
               "$.flushInterval": "--flush-interval", "$.attribution": "--attribution",
-              "$.concurrency": "--concurrency", "$.pidfile": "--pidfile", "$.debug": "--verbose"}
+              "$.concurrency": "--concurrency", "$.pidfile": "--pidfile", "$.debug": "--verbose", "$.proxy": "--proxy"}
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _env_layer(env: Mapping[str, str]) -> dict:
     """The DOOW_TRACK_* variables of the official clients, as a config layer."""
     layer: Dict[str, Any] = {}
-    simple = {"DOOW_TRACK_API_KEY": "apiKey", "DOOW_TRACK_ENDPOINT": "endpoint"}
+    simple = {"DOOW_TRACK_API_KEY": "apiKey", "DOOW_TRACK_ENDPOINT": "endpoint", "DOOW_TRACK_PROXY": "proxy"}
     numbers = {"DOOW_TRACK_FLUSH_AT": "flushAt", "DOOW_TRACK_FLUSH_INTERVAL": "flushInterval"}
     for name, key in simple.items():
         if env.get(name):
-            layer[key] = env[name]
+            layer[key] = proxy_setting(env[name]) if key == "proxy" else env[name]
     for name, key in numbers.items():
         if env.get(name):
             layer[key] = _env_int(name, env[name])
@@ -264,6 +268,12 @@ def _defaults() -> dict:
     return out
 
 
+def proxy_setting(text: str) -> Union[str, bool]:
+    """``--proxy`` and ``DOOW_TRACK_PROXY``: a URL, or ``off`` for a direct connection."""
+    return False if text.strip().lower() in ("off", "none", "direct") else text.strip()
+
+
+
 def read_key_file(path: str) -> str:
     """Read a key from a file (first line), as secret managers and systemd credentials provide."""
     try:
@@ -281,18 +291,39 @@ def load(path: Optional[str], env: Mapping[str, str], flags: Optional[dict] = No
     """
     data = merge(_defaults(), locations.config_defaults(env))
     warnings: List[str] = []
+    origins = {"proxy": "the default"}
+    layers = []
     if path and (require_file or os.path.exists(path)):
         layer, warnings = read_file(path)
-        data = merge(data, layer)
-    data = merge(data, _env_layer(env))
+        layers.append((f"the config file {path}", layer))
+    layers.append(("DOOW_TRACK_PROXY", _env_layer(env)))
     if flags:
-        data = merge(data, _validated_layer("command line", normalize(flags), FLAG_NAMES))
-    return _settings(data, path if path and os.path.exists(path) else None, warnings)
+        layers.append(("--proxy", _validated_layer("command line", normalize(flags), FLAG_NAMES)))
+    for origin, layer in layers:
+        data = merge(data, layer)
+        if "proxy" in layer:
+            origins["proxy"] = origin
+    return _settings(data, path if path and os.path.exists(path) else None, env, warnings, origins["proxy"])
 
 
-def _settings(data: dict, source: Optional[str], warnings: List[str]) -> Settings:
+def _egress(data: dict, env: Mapping[str, str], proxy_origin: str) -> Tuple[Route, Tls]:
+    """The proxy route for the endpoint and the TLS section; raises ConfigError naming the setting."""
+    section = data.get("tls", {})
+    tls = Tls(trust_store=section["trustStore"], ca_file=section.get("caFile"), cert_file=section.get("certFile"),
+              key_file=section.get("keyFile"))
+    if tls.key_file and not tls.cert_file:
+        raise ConfigError("config", [Problem("$.tls.keyFile", "set tls.certFile too: a key alone is no certificate")])
+    try:
+        return route(data["endpoint"], data["proxy"], proxy_origin, env), tls
+    except EgressError as error:
+        raise ConfigError(error.source, [error.problem]) from None
+
+
+def _settings(data: dict, source: Optional[str], env: Mapping[str, str], warnings: List[str],
+              proxy_origin: str = "the default") -> Settings:
     retry, socket, spool, log = (data.get(k, {}) for k in ("retry", "socket", "spool", "log"))
     tcp, health = data.get("tcp", {}), data.get("health", {})
+    endpoint_route, tls = _egress(data, env, proxy_origin)
     return Settings(
         api_key=data.get("apiKey"),
         endpoint=data["endpoint"].rstrip("/"),
@@ -320,6 +351,8 @@ def _settings(data: dict, source: Optional[str], warnings: List[str]) -> Setting
         log_level=log["level"],
         log_format=log["format"],
         log_file=log.get("file"),
+        route=endpoint_route,
+        tls=tls,
         disabled=data["disabled"],
         debug=data["debug"],
         source=source,
@@ -343,7 +376,9 @@ def resolve_paths(settings: Settings, base: str) -> Settings:
         source = {**source, "path": resolve(source["path"])}
     if source and source.get("paths"):
         source = {**source, "paths": [resolve(path) for path in source["paths"]]}
-    return replace(settings, socket_path=resolve(settings.socket_path), spool_dir=resolve(settings.spool_dir),
+    tls = replace(settings.tls, ca_file=resolve(settings.tls.ca_file), cert_file=resolve(settings.tls.cert_file),
+                  key_file=resolve(settings.tls.key_file))
+    return replace(settings, socket_path=resolve(settings.socket_path), spool_dir=resolve(settings.spool_dir), tls=tls,
                    log_file=resolve(settings.log_file), pidfile=resolve(settings.pidfile), input=source,
                    source=resolve(settings.source))
 

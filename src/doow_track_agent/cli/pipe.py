@@ -29,6 +29,9 @@ def add_delivery_options(parser: argparse.ArgumentParser) -> None:
                           "or --api-key-file)")
     key.add_argument("--api-key-file", metavar="FILE", help="read the key from the first line of FILE")
     key.add_argument("--endpoint", metavar="URL", help="API base URL (default https://api.doow.co)")
+    key.add_argument("--proxy", metavar="URL|off",
+                     help="forward proxy for the endpoint, http://[user:password@]host:port (default: "
+                          "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY minus NO_PROXY); off connects directly")
     tuning = parser.add_argument_group("batching and events")
     tuning.add_argument("--flush-at", type=int, metavar="N", help="send when N events are waiting (default 20)")
     tuning.add_argument("--flush-interval", type=int, metavar="MS",
@@ -65,7 +68,8 @@ def flag_layer(args: argparse.Namespace) -> dict:
     key = args.api_key or (config.read_key_file(args.api_key_file) if args.api_key_file else None)
     values = {"apiKey": key, "endpoint": args.endpoint, "flushAt": args.flush_at,
               "flushInterval": args.flush_interval, "concurrency": args.concurrency,
-              "pidfile": getattr(args, "pidfile", None), "debug": True if args.verbose else None}
+              "pidfile": getattr(args, "pidfile", None), "debug": True if args.verbose else None,
+              "proxy": config.proxy_setting(args.proxy) if args.proxy is not None else None}
     layer.update({name: value for name, value in values.items() if value is not None})
     if args.attribution:
         layer["attribution"] = dict(args.attribution)
@@ -105,7 +109,11 @@ def deliver_lines(settings: config.Settings, stream, args: argparse.Namespace,
         dry_run=dry_run, quiet=args.quiet,
         progress=sys.stderr.isatty() and not args.quiet and not args.json,
     )
-    summary = PipeRun(settings, stream, options, sys.stderr).execute()
+    try:
+        summary = PipeRun(settings, stream, options, sys.stderr).execute()
+    except config.ConfigError as error:  # a tls.* file that cannot be used, found when the client is built
+        sys.stderr.write(f"doow-track: bad configuration:\n{error}\n")
+        raise SystemExit(EX_CONFIG) from None
     report(summary, args, dry_run, env)
     return summary
 

@@ -8,6 +8,7 @@ import os
 import sys
 
 from doow_track_agent import config
+from doow_track_agent.egress import describe_trust
 from doow_track_agent.exits import EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_OK
 from doow_track_agent.modes.pipe.check import check_events
 
@@ -17,6 +18,8 @@ examples:
   doow-track check --events usage.ndjson --json
   doow-track check --config /etc/doow-track/doow-track.json --events today.ndjson
 
+The route (direct or which proxy, and why) and the trust store deliveries would
+use are resolved with this shell's environment (HTTPS_PROXY, NO_PROXY, SSL_CERT_FILE ...).
 exit status: 0 valid, 65 some events invalid, 66 events file unreadable, 78 config invalid.
 """
 
@@ -43,6 +46,14 @@ def check_config(path: str) -> dict:
         result["errors"] = [{"key": key, "message": message} for key, message in error.problems]
         return result
     result["warnings"] = [{"key": "apiKey", "message": text} for text in warnings]
+    try:
+        settings = config.load(path, os.environ)
+    except config.ConfigError as error:  # the file is valid, the environment is not (e.g. HTTPS_PROXY)
+        result["errors"] = [{"key": key, "message": message} for key, message in error.problems]
+        return result
+    result["route"] = settings.route.as_json()
+    result["route_text"] = settings.route.describe()
+    result["trust"] = describe_trust(settings.tls, os.environ)
     if "apiKey" not in data and not os.environ.get("DOOW_TRACK_API_KEY"):
         result["warnings"].append({"key": "apiKey", "message": "no key in the file and DOOW_TRACK_API_KEY "
                                                                "is not set: pipe mode and the agent need one"})
@@ -78,6 +89,9 @@ def print_result(result: dict, as_json: bool) -> None:
         print(f"{result['config']}: {verdict}")
         for item in result["errors"]:
             print(f"  error: {item['key']}: {item['message']}")
+        if "route" in result:
+            print(f"  route: {result['route_text']}")
+            print(f"  trust: {result['trust']}")
         for item in result["warnings"]:
             print(f"  warning: {item['key']}: {item['message']}")
     events = result.get("events")

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 from dataclasses import fields
 from typing import Any, List, Tuple
@@ -15,7 +16,7 @@ from doow_track_agent import locations
 from doow_track_agent.exits import EX_NOINPUT, EX_OK, EX_UNAVAILABLE, EX_USAGE
 from doow_track_agent.receiver.faults import Faults
 from doow_track_agent.receiver.loopback import is_loopback
-from doow_track_agent.receiver.server import MAX_BODY_BYTES, Receiver, logger
+from doow_track_agent.receiver.server import MAX_BODY_BYTES, Receiver, logger, tls_context
 from doow_track_agent.receiver.store import Store
 from doow_track_agent.receiver.summary import print_summary
 
@@ -32,6 +33,8 @@ examples:
   doow-track receiver                 # http://127.0.0.1:8080, ~/.local/state/doow-track/receiver.sqlite3
   doow-track receiver --listen 127.0.0.1:0 --ready-file url.txt --db /tmp/r.sqlite
   doow-track --api-key dk_test --endpoint http://127.0.0.1:8080 < events.ndjson
+  doow-track receiver --tls-cert server.pem --tls-key server.key        # https://127.0.0.1:8080
+  doow-track receiver --tls-cert server.pem --tls-key server.key --tls-client-ca clients.pem   # mTLS
   doow-track receiver summary --db /tmp/r.sqlite
   doow-track receiver summary --json | jq .events
 
@@ -86,6 +89,10 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES, metavar="N",
                        help="answer 413 to larger bodies, compressed or not (default %(default)s)")
     serve.add_argument("--ready-file", metavar="PATH", help="write the URL to PATH once listening")
+    serve.add_argument("--tls-cert", metavar="FILE", help="serve https with this PEM certificate (chain)")
+    serve.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    serve.add_argument("--tls-client-ca", metavar="FILE",
+                       help="require client certificates issued by this PEM CA (mutual TLS)")
     serve.add_argument("--verbose", action="store_true", help="log one line per request to stderr")
     faults = parser.add_argument_group("fault injection")
     for spec in fields(Faults):
@@ -124,6 +131,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         host, port = parse_listen(args.listen, args.allow_remote)
         faults = Faults(**{spec.name: getattr(args, spec.name) for spec in fields(Faults)})
+        tls = _tls(args)
     except ValueError as exc:
         print(f"doow-track receiver: {exc}", file=sys.stderr)
         return EX_USAGE
@@ -131,7 +139,7 @@ def _serve(args: argparse.Namespace) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.db)), mode=0o700, exist_ok=True)
     try:
         receiver = Receiver(args.db, host=host, port=port, faults=faults, licenses=args.licenses,
-                            keys=args.keys, max_body_bytes=args.max_body_bytes)
+                            keys=args.keys, max_body_bytes=args.max_body_bytes, tls=tls)
     except OSError as exc:
         print(f"doow-track receiver: cannot listen on {args.listen}: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
@@ -146,6 +154,18 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         receiver.stop()
     return EX_OK
+
+
+def _tls(args: argparse.Namespace) -> Optional[ssl.SSLContext]:
+    """The server context of --tls-cert/--tls-key/--tls-client-ca; raises ValueError naming the bad option."""
+    if not args.tls_cert and not args.tls_key and not args.tls_client_ca:
+        return None
+    if not args.tls_cert or not args.tls_key:
+        raise ValueError("--tls-cert and --tls-key go together (--tls-client-ca needs both)")
+    try:
+        return tls_context(args.tls_cert, args.tls_key, args.tls_client_ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"--tls-cert/--tls-key/--tls-client-ca: cannot load: {exc}") from None
 
 
 def parse_listen(listen: str, allow_remote: bool = False) -> Tuple[str, int]:

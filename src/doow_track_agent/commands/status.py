@@ -45,6 +45,9 @@ def _describe(document: dict) -> str:
     if "counters" not in document:
         return "\n".join(lines)
     lines.append(f"key {document['key']} -> {document['endpoint']}")
+    route = document.get("route") or {}
+    lines.append(f"route: {'proxy ' + route['proxy'] + ' (from ' if route.get('proxy') else 'direct ('}"
+                 f"{route.get('origin')})")
     lines.append(_spool_line(document["spool"]))
     if "flush" in document:
         lines.append(options.flush_line(document["flush"]))

@@ -13,11 +13,13 @@ import asyncio
 import gzip
 import logging
 import random
+import ssl
 import time
 from typing import Any, List, NamedTuple, Optional, Protocol, Tuple
 
 import httpx
 
+from doow_track_agent.delivery import http_client
 from doow_track_agent.config import Settings
 from doow_track_agent.delivery import replies
 from doow_track_agent.intake import wire
@@ -85,16 +87,18 @@ def backoff(attempt: int, initial: float, ceiling: float) -> float:
 
 
 def new_client(settings: Settings) -> httpx.AsyncClient:
-    """One keep-alive client per key and endpoint; the key lives only in its headers."""
+    """One keep-alive client per key, endpoint, proxy and trust; the key lives only in its headers."""
     limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
-    return httpx.AsyncClient(
-        base_url=settings.endpoint,
-        headers={"Authorization": f"Bearer {settings.api_key}", "User-Agent": wire.USER_AGENT,
-                 "Content-Type": "application/json"},
-        timeout=settings.timeout,
-        limits=limits,
-        trust_env=False,
-    )
+    headers = {**http_client.default_headers(settings.api_key), "Content-Type": "application/json"}
+    client = http_client.build(settings, headers=headers, asynchronous=True, limits=limits)
+    assert isinstance(client, httpx.AsyncClient)
+    return client
+
+
+def _connection(settings: Settings) -> tuple:
+    """What a client is built from: a change in any of it needs a new client."""
+    return (settings.api_key, settings.endpoint, settings.timeout, settings.concurrency, settings.route,
+            settings.tls)
 
 
 class Pump:
@@ -118,6 +122,7 @@ class Pump:
         self._settings = settings
         self._client = new_client(settings)
         self._old_clients: List[httpx.AsyncClient] = []
+        self._issuer: Optional[Tuple[tuple, Optional[str]]] = None  # (connection, issuer) of an untrusted certificate
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._tasks: set = set()
         self._wake = asyncio.Event()
@@ -126,8 +131,7 @@ class Pump:
 
     def reconfigure(self, settings: Settings) -> None:
         """Use new settings for batches started from now on; in-flight ones finish as they began."""
-        if (settings.api_key, settings.endpoint, settings.timeout, settings.concurrency) != (
-                self._settings.api_key, self._settings.endpoint, self._settings.timeout, self._settings.concurrency):
+        if _connection(settings) != _connection(self._settings):
             self._old_clients.append(self._client)
             self._client = new_client(settings)
             self._slots = asyncio.Semaphore(settings.concurrency)
@@ -296,8 +300,20 @@ class Pump:
             async with self._client.stream("POST", wire.INGEST_PATH, content=body, headers=headers) as response:
                 answer = await _read_capped(response)
                 return replies.classify(response.status_code, dict(response.headers), answer)
-        except httpx.HTTPError as error:
-            return replies.unreachable(error)
+        except (httpx.HTTPError, ssl.SSLError) as error:
+            # A TLS alert after the handshake (mutual TLS refused) can escape httpx as a bare ssl.SSLError.
+            return replies.unreachable(error, http_client.explain(error, self._settings, await self._untrusted(error)))
+
+    async def _untrusted(self, error: Exception) -> Optional[str]:
+        """Who issued the certificate that failed verification (asked once per connection settings), or None."""
+        if http_client.cause(error, ssl.SSLCertVerificationError) is None:
+            return None
+        settings, connection = self._settings, _connection(self._settings)
+        if self._issuer is None or self._issuer[0] != connection:
+            der = await asyncio.get_running_loop().run_in_executor(
+                None, http_client.peer_certificate, settings, settings.timeout)
+            self._issuer = (connection, http_client.issuer(der))
+        return self._issuer[1]
 
 
 async def _read_capped(response: httpx.Response) -> bytes:

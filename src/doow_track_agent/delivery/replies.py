@@ -96,6 +96,8 @@ def classify(status: int, headers: Dict[str, str], body: bytes) -> Reply:
     reason = _reason(status, body)
     if status in (401, 403):
         return Reply(KEY, reason)
+    if status == 407:  # from a forward proxy, not the API: the events are fine, the proxy credentials are not
+        return Reply(RETRY, f"{reason}: the proxy wants other credentials (user:password@ in the proxy URL)")
     if status == 413:
         return Reply(TOO_LARGE, reason)
     if status in (408, 429) or status >= 500:
@@ -103,8 +105,13 @@ def classify(status: int, headers: Dict[str, str], body: bytes) -> Reply:
     return Reply(REJECTED, reason)
 
 
-def unreachable(error: Exception) -> Reply:
-    """A transport failure (refused, reset, timeout): always worth a retry."""
+def unreachable(error: Exception, explained: Optional[str] = None) -> Reply:
+    """A transport failure (refused, reset, timeout, untrusted certificate): always worth a retry.
+
+    ``explained`` is the caller's account of it (naming the proxy or the trust), when it has one.
+    """
+    if explained:
+        return Reply(RETRY, explained)
     name = type(error).__name__
     detail = server_text(str(error)) if str(error) else name
     return Reply(RETRY, f"{name}: {detail}" if detail != name else name)

@@ -1,8 +1,7 @@
-"""The one HTTP client doctor talks to the endpoint with, configured as the delivery engine's is.
+"""The one HTTP client doctor talks to the endpoint with, built as the delivery engine's is.
 
-It sends the same User-Agent, trusts the same certificates (certifi, no
-environment proxies or CA overrides: ``trust_env=False``, as in
-``delivery.new_client``), so an answer here predicts what deliveries get.
+``http_client.build`` makes both: the same proxy, trust store, client
+certificate and redirect policy, so an answer here predicts what deliveries get.
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ from urllib.parse import quote
 
 import httpx
 
+from doow_track_agent.config import Settings
+from doow_track_agent.delivery import http_client
 from doow_track_agent.intake import wire
 
 # A license id no workspace has: the read is authenticated, so 404 proves the key, 401 refutes it.
@@ -35,11 +36,12 @@ class Answer:
 class Api:
     """Authenticated reads of the management API over one keep-alive connection."""
 
-    def __init__(self, endpoint: str, key: Optional[str], timeout: float) -> None:
-        headers = {"User-Agent": f"{wire.USER_AGENT} (doctor)"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        self._client = httpx.Client(base_url=endpoint, headers=headers, timeout=timeout, trust_env=False)
+    def __init__(self, settings: Settings, timeout: float) -> None:
+        """Raises ConfigError when a tls.* file cannot be used."""
+        headers = http_client.default_headers(settings.api_key, f"{wire.USER_AGENT} (doctor)")
+        client = http_client.build(settings, headers=headers, asynchronous=False, timeout=timeout)
+        assert isinstance(client, httpx.Client)
+        self._client = client
         self.probe: Optional[Answer] = None  # the endpoint's first answer, kept by the endpoint checks
 
     def license(self, license_id: str) -> Answer:

@@ -8,6 +8,8 @@ are silently dropped.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import queue
 import socket
 import ssl
@@ -19,7 +21,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from doow_track_agent.config import Listen
+from doow_track_agent.delivery import http_client
+from doow_track_agent.intake import wire
+from doow_track_agent.config import Listen, Settings
+from doow_track_agent.egress import describe_trust, untrusted_hint
 from doow_track_agent.doctor.api import PROBE_LICENSE, Answer, Api
 from doow_track_agent.doctor.config import NO_SETTINGS
 from doow_track_agent.doctor.report import FAIL, OK, SKIP, WARN, Check, skipped
@@ -31,7 +36,6 @@ CERT_WARN_DAYS = 14
 SLOW_SECONDS = 1.0
 # A Date header has one-second resolution: less than that is no evidence of skew.
 SKEW_OK_SECONDS, SKEW_FAIL_SECONDS = 5.0, 300.0
-NO_PROXY = "deliveries connect directly (no HTTP(S)_PROXY): is a firewall in the way, or is the endpoint wrong?"
 
 Address = Tuple[int, Any]  # (address family, sockaddr)
 
@@ -40,20 +44,26 @@ def checks(subject: Subject, api: Optional[Api]) -> Iterator[Check]:
     if subject.settings is None or api is None:
         yield from skipped(NAMES, NO_SETTINGS)
         return
-    url = urlsplit(subject.settings.endpoint)
+    settings = subject.settings
+    url = urlsplit(settings.endpoint)
     host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
-    addresses, check = _resolve(host, port, subject.timeout)
-    yield check
+    # Through a proxy, this host resolves and connects to the proxy only; the proxy reaches the endpoint.
+    first_hop = urlsplit(settings.route.proxy) if settings.route.proxy else url
+    hop_host = first_hop.hostname or ""
+    hop_port = first_hop.port or (443 if first_hop.scheme == "https" else 80)
+    hint = _route_hint(settings)
+    addresses, check = _resolve(hop_host, hop_port, subject.timeout)
+    yield _via(check, settings)
     if not addresses:
         yield from skipped(NAMES[1:], "the host name does not resolve (see endpoint.dns)")
         return
-    check = _connect(addresses, subject.timeout)
-    yield check
+    check = _connect(addresses, subject.timeout, hint)
+    yield _via(check, settings)
     if check.status == FAIL:
         yield from skipped(NAMES[2:], "no TCP connection (see endpoint.tcp)")
         return
-    yield _tls(host, port, subject.timeout) if url.scheme == "https" else _plain(host, port)
-    api.probe, check = _http(api)
+    yield _tls(settings, subject.timeout) if url.scheme == "https" else _plain(host, port)
+    api.probe, check = _http(api, settings)
     yield check
     if api.probe is None:
         yield from skipped(NAMES[4:], "no HTTP answer (see endpoint.http)")
@@ -96,7 +106,22 @@ def _resolve(host: str, port: int, timeout: float) -> Tuple[List[Address], Check
     return addresses, Check("endpoint.dns", OK, f"{host} -> {shown} ({_ms(time.perf_counter() - started)})")
 
 
-def _connect(addresses: List[Address], timeout: float) -> Check:
+def _route_hint(settings: Settings) -> str:
+    if settings.route.proxy:
+        return (f"deliveries go through the proxy {settings.route.shown} (from {settings.route.origin}): "
+                "is it running and does it allow this host?")
+    return (f"deliveries connect directly ({settings.route.origin}): is a firewall in the way, the endpoint "
+            "wrong, or is a proxy needed (proxy, HTTPS_PROXY)?")
+
+
+def _via(check: Check, settings: Settings) -> Check:
+    """Name the proxy in a DNS or TCP check's detail: those steps reached it, not the endpoint."""
+    if not settings.route.proxy:
+        return check
+    return dataclasses.replace(check, detail=f"proxy {settings.route.shown} (from {settings.route.origin}): {check.detail}")
+
+
+def _connect(addresses: List[Address], timeout: float, hint: str) -> Check:
     """Try each address in turn, as a client does; report the first that connects."""
     failures = []
     for family, sockaddr in addresses:
@@ -109,24 +134,29 @@ def _connect(addresses: List[Address], timeout: float) -> Check:
             failures.append(f"{_where(sockaddr)}: {error.strerror or error}")
             continue
         return Check("endpoint.tcp", OK, f"connected to {_where(sockaddr)} in {_ms(time.perf_counter() - started)}")
-    return Check("endpoint.tcp", FAIL, "; ".join(failures), NO_PROXY)
+    return Check("endpoint.tcp", FAIL, "; ".join(failures), hint)
 
 
-def _tls(host: str, port: int, timeout: float) -> Check:
-    """Handshake with the trust store deliveries use, then read the certificate's expiry."""
-    context = httpx.create_ssl_context(trust_env=False)
+def _tls(settings: Settings, timeout: float) -> Check:
+    """Handshake the way deliveries do (same proxy, trust store, client certificate), then read the expiry."""
+    trust = f"verified against {describe_trust(settings.tls, os.environ)}"
     try:
-        with socket.create_connection((host, port), timeout) as raw:
-            with context.wrap_socket(raw, server_hostname=host) as tls:
-                certificate, version = tls.getpeercert() or {}, tls.version()
-    except ssl.SSLCertVerificationError as error:
-        return Check("endpoint.tls", FAIL, f"certificate not trusted: {error.verify_message}",
-                     "deliveries trust the certifi bundle only: an intercepting proxy's certificate fails them")
-    except (OSError, ssl.SSLError) as error:
-        return Check("endpoint.tls", FAIL, f"TLS handshake failed: {error}", NO_PROXY)
+        with http_client.build(settings, headers={"User-Agent": wire.USER_AGENT}, asynchronous=False,
+                               timeout=timeout) as client, client.stream("GET", "/") as response:
+            tls = response.extensions["network_stream"].get_extra_info("ssl_object")
+            certificate, version = tls.getpeercert() or {}, tls.version()
+    except httpx.HTTPError as error:
+        if http_client.cause(error, ssl.SSLCertVerificationError) is not None:
+            issued_by = http_client.issuer(http_client.peer_certificate(settings, timeout))
+            return Check("endpoint.tls", FAIL, http_client.explain(error, settings, issued_by),
+                         untrusted_hint(settings.tls, os.environ))
+        return Check("endpoint.tls", FAIL, f"TLS handshake failed: {http_client.explain(error, settings)}",
+                     "a client certificate may be required (tls.certFile, tls.keyFile)"
+                     if http_client.cause(error, ssl.SSLError) else _route_hint(settings))
     expires = ssl.cert_time_to_seconds(certificate["notAfter"])
     days = (expires - time.time()) / 86400
-    detail = f"{version}, certificate valid until {time.strftime('%Y-%m-%d', time.gmtime(expires))} ({days:.0f} days)"
+    detail = (f"{version}, certificate valid until {time.strftime('%Y-%m-%d', time.gmtime(expires))} "
+              f"({days:.0f} days), {trust}")
     if days < CERT_WARN_DAYS:
         return Check("endpoint.tls", WARN, detail, "the certificate expires soon: tell the endpoint's operator")
     return Check("endpoint.tls", OK, detail)
@@ -139,14 +169,15 @@ def _plain(host: str, port: int) -> Check:
                  "use https:// (Doow's API is https://api.doow.co)")
 
 
-def _http(api: Api) -> Tuple[Optional[Answer], Check]:
-    asked = f"GET /sdk/licenses/{PROBE_LICENSE}"
+def _http(api: Api, settings: Settings) -> Tuple[Optional[Answer], Check]:
+    asked = f"GET /sdk/licenses/{PROBE_LICENSE} ({settings.route.describe()})"
     try:
         answer = api.license(PROBE_LICENSE)
     except httpx.TimeoutException:
-        return None, Check("endpoint.http", FAIL, f"{asked}: no answer in time", NO_PROXY)
+        return None, Check("endpoint.http", FAIL, f"{asked}: no answer in time", _route_hint(settings))
     except httpx.HTTPError as error:
-        return None, Check("endpoint.http", FAIL, f"{asked}: {server_text(str(error))}", NO_PROXY)
+        return None, Check("endpoint.http", FAIL, f"{asked}: {http_client.explain(error, settings)}",
+                           _route_hint(settings))
     detail = f"{asked}: HTTP {answer.status}"
     if 300 <= answer.status < 400:
         return answer, Check("endpoint.http", WARN, f"{detail}, redirected to {server_text(answer.location or '?')}",

@@ -19,6 +19,7 @@ import json
 import logging
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -46,6 +47,8 @@ LICENSE_PREFIX = "/sdk/licenses/"
 REJECTED_BY_FAULT = "rejected by fault injection (reject_every)"
 # How often the accept loop checks for stop(): bounds how long stop() takes.
 POLL_SECONDS = 0.05
+# How long a TLS client may take to finish its handshake.
+HANDSHAKE_TIMEOUT_SECONDS = 10.0
 # How long stop() waits for handlers to finish a request in progress.
 STOP_TIMEOUT_SECONDS = 10.0
 
@@ -95,9 +98,10 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 128
 
-    def __init__(self, address: Tuple[str, int], app: _App) -> None:
+    def __init__(self, address: Tuple[str, int], app: _App, tls: Optional[ssl.SSLContext] = None) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.app = app
+        self.tls = tls
         self._connections: Set[socket.socket] = set()
         self._connections_changed = threading.Condition()
         super().__init__(address, _Handler)
@@ -112,6 +116,27 @@ class _Server(ThreadingHTTPServer):
         with self._connections_changed:
             self._connections.add(request)
         super().process_request(request, client_address)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """With TLS, handshake in the connection's own thread, so one slow client cannot stall accept()."""
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
+        try:
+            wrapped = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as error:
+            logger.info("TLS handshake with %s failed: %s", client_address[0], error)
+            return
+        with self._connections_changed:
+            self._connections.add(wrapped)
+        try:
+            super().finish_request(wrapped, client_address)
+        finally:
+            wrapped.close()
+            with self._connections_changed:
+                self._connections.discard(wrapped)
+                self._connections_changed.notify_all()
 
     def shutdown_request(self, request: Any) -> None:
         """The last step of a handler thread: once all are gone, nothing uses the store."""
@@ -327,11 +352,24 @@ def _optional_set(values: Optional[Iterable[str]]) -> Optional[FrozenSet[str]]:
     return None if values is None else frozenset(values)
 
 
+def tls_context(cert_file: str, key_file: str, client_ca: Optional[str] = None) -> ssl.SSLContext:
+    """A server context for ``--tls-cert``/``--tls-key`` (PEM); with ``client_ca``, clients must present a
+    certificate it issued (mutual TLS).  Raises OSError or ssl.SSLError for unusable files."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    if client_ca:
+        context.load_verify_locations(cafile=client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 class Receiver:
     """A receiver bound to host:port (port 0 picks a free one), storing into db_path.
 
     licenses: the license ids that exist (None: every id exists).
     keys: the API keys accepted (None: any dk_ key).
+    tls: serve https with this context (see ``tls_context``); plain http when None.
     """
 
     def __init__(
@@ -343,6 +381,7 @@ class Receiver:
         licenses: Optional[Iterable[str]] = None,
         keys: Optional[Iterable[str]] = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        tls: Optional[ssl.SSLContext] = None,
     ) -> None:
         self._app = _App(
             store=Store(db_path),
@@ -351,14 +390,15 @@ class Receiver:
             keys=_optional_set(keys),
             max_body_bytes=max_body_bytes,
         )
-        self._httpd = _Server((host, port), self._app)
+        self._httpd = _Server((host, port), self._app, tls)
         self._serving = False
         self._thread: Optional[threading.Thread] = None
 
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        scheme = "https" if self._httpd.tls else "http"
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
     @property
     def store(self) -> Store:

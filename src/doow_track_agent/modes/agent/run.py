@@ -34,6 +34,7 @@ import daemon.daemon
 from doow_track_agent import __version__, config
 from doow_track_agent.buffers.spool import Spool, SpoolError
 from doow_track_agent.config import ConfigError, Settings
+from doow_track_agent.delivery import http_client
 from doow_track_agent.delivery.pump import Pump
 from doow_track_agent.exits import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_UNAVAILABLE
 from doow_track_agent.intake.events import Intake
@@ -125,6 +126,10 @@ def _preflight(settings: Settings) -> None:
         if listen is not None:
             require_token(listen, settings.tcp_token)
     except SourceError as error:
+        raise StartupError(EX_CONFIG, str(error)) from None
+    try:
+        http_client.check(settings)
+    except ConfigError as error:
         raise StartupError(EX_CONFIG, str(error)) from None
 
 

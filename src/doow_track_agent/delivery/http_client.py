@@ -1,0 +1,129 @@
+"""The one way to build an httpx client for the endpoint, and to say why a request to it failed.
+
+Deliveries (pipe mode, ``send --direct``, the agent) and doctor all build
+their client here, so the proxy, the trust store, the client certificate,
+the User-Agent and the redirect policy cannot differ between them.  The SSL
+context is built only when a connection will use TLS: a plain-http endpoint
+(the local receiver) starts without loading any CA bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from typing import Dict, Mapping, Optional, Union
+
+import httpx
+
+from doow_track_agent.intake import wire
+from doow_track_agent.config import ConfigError, Settings
+from doow_track_agent.egress import EgressError, needs_tls, ssl_context, untrusted_hint
+from doow_track_agent.redact import server_text
+
+Client = Union[httpx.Client, httpx.AsyncClient]
+
+
+def context(settings: Settings, env: Mapping[str, str] = os.environ) -> ssl.SSLContext:
+    """The verifying SSL context for these settings; raises ConfigError naming a bad tls.* file."""
+    try:
+        return ssl_context(settings.tls, env)
+    except EgressError as error:
+        raise ConfigError(error.source, [error.problem]) from None
+
+
+def check(settings: Settings) -> None:
+    """Fail early (ConfigError) when the TLS files cannot be used; free for plain-http endpoints."""
+    if needs_tls(settings.endpoint, settings.route.proxy):
+        context(settings)
+
+
+def build(settings: Settings, *, headers: Dict[str, str], asynchronous: bool,
+          limits: Optional[httpx.Limits] = None, timeout: Optional[float] = None,
+          verify: bool = True) -> Client:
+    """An httpx client for ``settings.endpoint`` through ``settings.route``; never follows redirects.
+
+    ``verify=False`` only serves :func:`peer_certificate` (no headers are
+    sent with it).  Raises ConfigError for unusable TLS files.
+    """
+    if not needs_tls(settings.endpoint, settings.route.proxy):
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # trusts nothing: no TLS is expected on this route
+    elif verify:
+        tls = context(settings)
+    else:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+    proxy = None
+    if settings.route.proxy:
+        https_proxy = settings.route.proxy.startswith("https://")
+        proxy = httpx.Proxy(settings.route.proxy, ssl_context=tls if https_proxy else None)
+    options = dict(base_url=settings.endpoint, headers=headers, verify=tls, proxy=proxy, trust_env=False,
+                   follow_redirects=False, timeout=settings.timeout if timeout is None else timeout)
+    if limits is not None:
+        options["limits"] = limits
+    return httpx.AsyncClient(**options) if asynchronous else httpx.Client(**options)
+
+
+def default_headers(api_key: Optional[str], agent: str = wire.USER_AGENT) -> Dict[str, str]:
+    headers = {"User-Agent": agent}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def peer_certificate(settings: Settings, timeout: float) -> Optional[bytes]:
+    """The endpoint's certificate (DER), fetched without verifying it, through the same proxy; None if none came.
+
+    Only the TLS handshake matters: the request carries no key and its answer is not read.
+    """
+    try:
+        with build(settings, headers={"User-Agent": wire.USER_AGENT}, asynchronous=False, timeout=timeout,
+                   verify=False) as client:
+            with client.stream("GET", "/") as response:
+                tls = response.extensions["network_stream"].get_extra_info("ssl_object")
+                return tls.getpeercert(True) if tls else None
+    except (httpx.HTTPError, OSError, KeyError):
+        return None
+
+
+def issuer(der: Optional[bytes]) -> Optional[str]:
+    """The issuer of a DER certificate as an RFC 4514 string, when the ``cryptography`` package is installed."""
+    if not der:
+        return None
+    try:
+        from cryptography import x509
+    except ImportError:
+        return None
+    try:
+        return server_text(x509.load_der_x509_certificate(der).issuer.rfc4514_string())
+    except ValueError:
+        return None
+
+
+def cause(error: BaseException, kind: type) -> Optional[BaseException]:
+    """The exception of ``kind`` behind an httpx error (httpx chains the socket's and ssl's own), or None."""
+    seen: Optional[BaseException] = error
+    while seen is not None and not isinstance(seen, kind):
+        seen = seen.__cause__ or seen.__context__
+    return seen
+
+
+def explain(error: Exception, settings: Settings, issued_by: Optional[str] = None) -> str:
+    """Why no answer came, naming the proxy when the proxy failed and the trust when the certificate did.
+
+    The proxy is shown with its password masked; server text is made safe to print.
+    """
+    route = settings.route
+    failed = cause(error, ssl.SSLCertVerificationError)
+    if isinstance(failed, ssl.SSLCertVerificationError):
+        by = f" (issued by {issued_by})" if issued_by else ""
+        return (f"TLS certificate of {settings.endpoint} not trusted: {failed.verify_message}{by}; "
+                f"{untrusted_hint(settings.tls, os.environ)}")
+    detail = server_text(str(error) or type(error).__name__)
+    if route.password:
+        detail = detail.replace(route.password, "***")
+    if route.proxy and isinstance(error, httpx.ProxyError):
+        return f"the proxy {route.shown} (from {route.origin}) refused: {detail}"
+    if route.proxy and isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout)) and not cause(error, ssl.SSLError):
+        return f"cannot connect to the proxy {route.shown} (from {route.origin}): {detail}"
+    return f"{type(error).__name__}: {detail}"
+
