@@ -17,7 +17,7 @@ EVENTS = lines(*({"metric": "egress", "quantity": 1, "license_id": f"lic_{n}"} f
 
 def pipe(endpoint: str, config: str, env: Optional[Dict[str, str]] = None, *extra: str) -> Result:
     """One pipe-mode run at -v; neither the key nor the proxy password may appear in its output."""
-    return run(["--api-key", KEY, "--endpoint", endpoint, "--config", config, "-v", "--outbox", config + ".outbox",
+    return run(["--api-key", KEY, "--endpoint", endpoint, "--config", config, "--verbose", "--outbox", config + ".outbox",
                 "--rejects", config + ".rejects", *extra],
                stdin=EVENTS, env=env, secrets=[PASSWORD])
 
