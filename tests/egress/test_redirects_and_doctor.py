@@ -81,7 +81,7 @@ def test_doctor_goes_through_the_proxy_and_names_proxy_and_trust(https_receiver,
     checks = {check["name"]: check for check in report["checks"]}
     assert checks["endpoint.tcp"]["detail"].startswith(f"proxy http://egress:***@{auth_proxy.address}")
     assert checks["endpoint.tls"]["status"] == "ok" and f"tls.caFile {pki.ca}" in checks["endpoint.tls"]["detail"]
-    assert checks["endpoint.http"]["status"] != "fail" and "(proxy http://egress:***@" in checks["endpoint.http"]["detail"]
+    assert checks["endpoint.http"]["status"] != "fail" and "via the proxy http://egress:***@" in checks["endpoint.http"]["detail"]
     assert f"CONNECT {https_receiver.url[len('https://'):]} " in auth_proxy.log()
 
     untrusted = run(["doctor", "--config", write_config(proxy=auth_proxy.url), "--api-key", KEY,

@@ -170,7 +170,9 @@ def _plain(host: str, port: int) -> Check:
 
 
 def _http(api: Api, settings: Settings) -> Tuple[Optional[Answer], Check]:
-    asked = f"GET /sdk/licenses/{PROBE_LICENSE} ({settings.route.describe()})"
+    route = settings.route
+    via = f"via the proxy {route.shown} (from {route.origin})" if route.proxy else f"directly ({route.origin})"
+    asked = f"GET /sdk/licenses/{PROBE_LICENSE} {via}"
     try:
         answer = api.license(PROBE_LICENSE)
     except httpx.TimeoutException:
