@@ -11,7 +11,7 @@ import asyncio
 from typing import Optional
 
 from doow_track_agent.config import Listen, Settings
-from doow_track_agent.sources import STREAM_LIMIT, Producers, SourceError
+from doow_track_agent.sources.producers import STREAM_LIMIT, Producers, SourceError
 
 
 def address(settings: Settings) -> Optional[Listen]:
