@@ -1,10 +1,8 @@
-"""Where raw lines come from: stdin, the agent's socket, TCP, tailed files.
+"""What the agent's stream sources (Unix socket, TCP) share: the request/reply protocol with producers.
 
-This module holds what the agent's stream sources (Unix socket, TCP) share
-(and the backpressure the file tail shares with them):
-the NDJSON request/reply protocol with local producers.  A producer writes
-event lines; it gets one reply line per non-blank input line, in order, and
-only once the event is committed to the spool:
+A producer writes event lines; it gets one reply line per non-blank input
+line, in order, and only once the event is committed to the spool (see
+docs/protocol.md, "Local producers"):
 
     {"ok": true, "line": 1, "event_id": "..."}
     {"ok": false, "line": 2, "error": "$.quantity: ...", "kind": "schema"}
@@ -27,22 +25,15 @@ from typing import List, NamedTuple, Optional, Set, Tuple, Union
 from doow_track_agent.buffers.spool import Spool, SpoolError
 from doow_track_agent.intake.events import Accepted, Intake, Invalid
 from doow_track_agent.sources.lines import Line, LineSplitter
+from doow_track_agent.sources.pacing import pace
 from doow_track_agent.stats import Stats
 
 log = logging.getLogger(__name__)
 
 READ_SIZE = 16 * 1024
-STREAM_LIMIT = 1024 * 1024
-HIGH_WATER = 20_000       # events waiting while deliveries succeed; beyond it producers are paced
-PACE_STEP = 0.005
-PACE_LIMIT = 1.0
 CHUNKS_IN_FLIGHT = 4      # per connection: read ahead while earlier chunks commit
 
 Verdict = Union[Accepted, Invalid]
-
-
-class SourceError(Exception):
-    """A source cannot listen (address in use, bad path or permissions, missing token)."""
 
 
 def _reply_ok(line: int, event_id: str) -> bytes:
@@ -57,20 +48,6 @@ def _reply_error(line: int, error: str, kind: str) -> bytes:
 
 def _invalid_reply(invalid: Invalid) -> bytes:
     return _reply_error(invalid.line, f"{invalid.path}: {invalid.message}", invalid.kind)
-
-
-async def pace(spool: Spool, stats: Stats) -> None:
-    """Backpressure while deliveries work but fall behind: wait (bounded) for the pump to catch up.
-
-    Intake and delivery share one event loop; unpaced, a flood of producers
-    (or a long file) would take the loop and the backlog would only grow.
-    During an outage (deliveries failing, key rejected) nothing waits:
-    absorbing the outage is what the spool is for.
-    """
-    waited = 0.0
-    while spool.pending()[0] > HIGH_WATER and stats.healthy and waited < PACE_LIMIT:
-        await asyncio.sleep(PACE_STEP)
-        waited += PACE_STEP
 
 
 class _Chunk(NamedTuple):

@@ -40,9 +40,9 @@ from doow_track_agent.intake.events import Intake
 from doow_track_agent.modes.agent import logs, systemd
 from doow_track_agent.modes.agent.health import HealthServer
 from doow_track_agent.modes.agent.pidfile import PidFile, PidfileLocked
-from doow_track_agent.sources import file_tail
+from doow_track_agent.sources import SourceError, file_tail
 from doow_track_agent.sources.file_tail import FileTail
-from doow_track_agent.sources.producers import Producers, SourceError
+from doow_track_agent.sources.producers import Producers
 from doow_track_agent.sources.tcp import TcpSource, address, require_token
 from doow_track_agent.sources.unix_socket import UnixSource
 from doow_track_agent.stats import Stats
