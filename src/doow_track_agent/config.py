@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from doow_track_agent.intake.validation import Problem, load_schema, problems
+from doow_track_agent.loopback import is_loopback
 from doow_track_agent.redact import mask_key
 
 DEFAULT_CONFIG_PATH = "/etc/doow-track/doow-track.json"
@@ -50,7 +51,7 @@ class Listen:
 
     @property
     def is_loopback(self) -> bool:
-        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+        return is_loopback(self.host)
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"

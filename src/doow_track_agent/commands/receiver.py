@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import os
@@ -13,6 +12,7 @@ from dataclasses import fields
 from typing import Any, List, Tuple
 
 from doow_track_agent.exits import EX_NOINPUT, EX_OK, EX_UNAVAILABLE, EX_USAGE
+from doow_track_agent.loopback import is_loopback
 from doow_track_agent.receiver.faults import Faults
 from doow_track_agent.receiver.server import MAX_BODY_BYTES, Receiver, logger
 from doow_track_agent.receiver.store import Store
@@ -149,18 +149,9 @@ def parse_listen(listen: str, allow_remote: bool = False) -> Tuple[str, int]:
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"--listen must be HOST:PORT, not {listen!r}")
-    if not allow_remote and not _is_loopback(host):
+    if not allow_remote and not is_loopback(host):
         raise ValueError(f"{host} is not a loopback address; add --allow-remote to listen there")
     return host, int(port)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -8,9 +8,8 @@ from typing import Iterator, List
 from doow_track_agent import config
 from doow_track_agent.doctor.report import FAIL, OK, SKIP, WARN, Check
 from doow_track_agent.doctor.subject import Subject
+from doow_track_agent.modes.agent.logs import SYSLOG
 from doow_track_agent.redact import mask_key
-
-SYSLOG = "/dev/log"
 
 
 def checks(subject: Subject) -> Iterator[Check]:

@@ -18,7 +18,7 @@ import time
 from doow_track_agent.config import Settings
 from doow_track_agent.redact import scrub_keys
 
-_SYSLOG = "/dev/log"
+SYSLOG = "/dev/log"  # the local syslog socket a detached agent logs to
 _FALLBACK_NAME = "agent.log"
 
 
@@ -57,8 +57,8 @@ def _handler(settings: Settings, foreground: bool) -> logging.Handler:
     path = settings.log_file
     if not path and foreground:
         return logging.StreamHandler(sys.stderr)
-    if not path and os.path.exists(_SYSLOG):
-        handler = logging.handlers.SysLogHandler(_SYSLOG, logging.handlers.SysLogHandler.LOG_DAEMON)
+    if not path and os.path.exists(SYSLOG):
+        handler = logging.handlers.SysLogHandler(SYSLOG, logging.handlers.SysLogHandler.LOG_DAEMON)
         handler.ident = f"doow-track[{os.getpid()}]: "
         return handler
     path = path or os.path.join(settings.spool_dir, _FALLBACK_NAME)
