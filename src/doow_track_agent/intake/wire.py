@@ -3,7 +3,8 @@
 Events are serialized once, at intake, and travel as bytes from then on: the
 spool stores those bytes, batches are those bytes joined, and a retry or a
 replay sends exactly what was first acknowledged.  That is what keeps
-``event_id`` and ``occurred_at`` stable across retries.
+``event_id`` and ``occurred_at`` stable across retries.  The format and its
+limits are Doow's (docs/protocol.md, "Ingest").
 """
 
 from __future__ import annotations
