@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from doow_track_agent import locations
 from doow_track_agent.egress import EgressError, Route, Tls, describe_trust, route
 from doow_track_agent.intake.validation import Problem, load_schema, problems
+from doow_track_agent.loopback import is_loopback
 from doow_track_agent.redact import mask_key
 
 DEFAULT_CONFIG_PATH = "/etc/doow-track/doow-track.json"
@@ -52,7 +53,7 @@ class Listen:
 
     @property
     def is_loopback(self) -> bool:
-        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+        return is_loopback(self.host)
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"

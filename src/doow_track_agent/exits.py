@@ -39,3 +39,15 @@ MEANINGS: Dict[int, str] = {
     EX_CONFIG: "bad configuration, or a spool written by a newer doow-track",
     EX_INTERRUPTED: "interrupted (Ctrl-C) before the command finished",
 }
+
+
+class CommandError(Exception):
+    """A command cannot go on: ``code`` is its exit status, the message what to tell the user.
+
+    Raised below the command line instead of exiting; ``cli.main`` prints
+    ``doow-track: <message>`` on stderr and returns ``code``.
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code

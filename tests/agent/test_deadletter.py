@@ -43,7 +43,7 @@ def test_send_direct_needs_no_agent(receiver):
 
 
 def test_a_batch_refused_with_400_is_dead_lettered_once_not_retried(agent, receiver):
-    """400 is permanent (PROTOCOL.md): one request per batch, then the dead-letter table; never a retry loop."""
+    """400 is permanent (docs/protocol.md): one request per batch, then the dead-letter table; never a retry loop."""
     receiver.set_faults(Faults(fail_first=10**6, fail_status=400))
     agent.send([EVENT] * 5)
     wait_for(lambda: agent.status()["spool"]["dead_letters"] == 5, 30, "5 dead letters")

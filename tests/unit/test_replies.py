@@ -1,4 +1,4 @@
-"""PROTOCOL.md's response table, as the sender must read it."""
+"""docs/protocol.md's response table, as the sender must read it."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Where accepted events wait for delivery: the agent's durable spool (and pipe mode's memory queue)."""
+"""Where accepted events wait for delivery: the agent's durable ``spool``, pipe mode's ``memory`` queue."""

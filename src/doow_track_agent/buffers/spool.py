@@ -45,7 +45,7 @@ from doow_track_agent.buffers.spool_file import (
 from doow_track_agent.buffers.spool_writer import Op, Writer, synchronous
 from doow_track_agent.delivery.pump import Queued
 from doow_track_agent.intake.events import DEDUP_WINDOW_SECONDS, Accepted
-from doow_track_agent.intake.wire import BATCH_OVERHEAD
+from doow_track_agent.intake.wire import BatchBudget
 from doow_track_agent.stats import Source, Stats
 
 log = logging.getLogger(__name__)
@@ -216,13 +216,12 @@ class Spool:
     def lease(self, max_events: int, max_bytes: int) -> List[Queued]:
         """The oldest events not in flight: released ones first, then the table in id order."""
         batch: List[Queued] = []
-        size = BATCH_OVERHEAD
+        budget = BatchBudget(max_bytes)
         while self._released and len(batch) < max_events:
-            event = self._released[0]
-            if batch and size + len(event.body) + 1 > max_bytes:
+            if not budget.fits(self._released[0].body):
                 return self._leased(batch)
             batch.append(self._released.popleft())
-            size += len(event.body) + 1
+            budget.add(batch[-1].body)
         wanted = max_events - len(batch)
         if wanted and self._cursor < self._committed and self._reader is not None:
             rows = self._reader.execute(
@@ -230,10 +229,10 @@ class Spool:
                 (self._cursor, self._committed, wanted)).fetchall()
             taken = 0
             for ref, event_id, body in rows:
-                if batch and size + len(body) + 1 > max_bytes:
+                if not budget.fits(body):
                     break
                 batch.append(Queued(ref, event_id, body))
-                size += len(body) + 1
+                budget.add(body)
                 self._cursor = ref
                 taken += 1
             if taken == len(rows) < wanted:

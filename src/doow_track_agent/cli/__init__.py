@@ -16,7 +16,7 @@ from typing import List, Optional
 from doow_track_agent import __version__
 from doow_track_agent.cli.registry import COMMANDS, DEFAULT_COMMAND
 from doow_track_agent.cli.usage import UsageParser
-from doow_track_agent.exits import EX_INTERRUPTED, EX_OK
+from doow_track_agent.exits import EX_INTERRUPTED, EX_OK, CommandError
 
 
 def _run_command(name: str, argv: List[str]) -> int:
@@ -37,5 +37,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if argv and argv[0] in COMMANDS:
             return _run_command(argv[0], argv[1:])
         return int(import_module(DEFAULT_COMMAND).main(argv))
+    except CommandError as error:
+        sys.stderr.write(f"doow-track: {error}\n")
+        return error.code
     except KeyboardInterrupt:
         return EX_INTERRUPTED

@@ -1,7 +1,7 @@
 """Command-line pieces the agent-facing commands share: locating the agent's config and pidfile, output.
 
-Library code never exits; these helpers are where a command turns a problem
-into its exit status and its message on stderr.
+Nothing here exits: a problem that ends the command is a ``CommandError``
+carrying its exit status, which ``cli.main`` reports.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 
 from doow_track_agent import config
 from doow_track_agent.config import Settings
-from doow_track_agent.exits import EX_CONFIG
+from doow_track_agent.exits import EX_CONFIG, CommandError
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -51,11 +51,10 @@ def try_settings(args: argparse.Namespace) -> Tuple[Optional[Settings], Optional
 
 
 def settings_for(args: argparse.Namespace) -> Settings:
-    """``try_settings``, exiting 78 with every problem named when the config is invalid."""
+    """``try_settings``; raises CommandError (78) naming every problem when the config is invalid."""
     settings, error = try_settings(args)
     if settings is None:
-        sys.stderr.write(f"doow-track: bad configuration:\n{error}\n")
-        raise SystemExit(EX_CONFIG)
+        raise CommandError(EX_CONFIG, f"bad configuration:\n{error}")
     return settings
 
 

@@ -14,7 +14,7 @@ import sys
 from typing import Mapping, Tuple
 
 from doow_track_agent import config
-from doow_track_agent.exits import EX_CONFIG
+from doow_track_agent.exits import EX_CONFIG, CommandError
 from doow_track_agent.modes.pipe import outbox
 from doow_track_agent.modes.pipe.run import PipeOptions, PipeRun, Summary, summary_line
 
@@ -77,12 +77,11 @@ def flag_layer(args: argparse.Namespace) -> dict:
 
 
 def load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> config.Settings:
-    """Resolve settings or exit 78 with every problem named."""
+    """Resolve settings; raises CommandError (78) naming every problem."""
     try:
         return config.load(args.config, env, flag_layer(args))
     except config.ConfigError as error:
-        sys.stderr.write(f"doow-track: bad configuration:\n{error}\n")
-        raise SystemExit(EX_CONFIG) from None
+        raise CommandError(EX_CONFIG, f"bad configuration:\n{error}") from None
 
 
 def setup_logging(verbose: bool, quiet: bool) -> None:
@@ -92,15 +91,17 @@ def setup_logging(verbose: bool, quiet: bool) -> None:
 
 def deliver_lines(settings: config.Settings, stream, args: argparse.Namespace,
                   env: Mapping[str, str] = os.environ) -> Summary:
-    """Pipe mode over any binary stream; also what ``send --direct`` uses."""
+    """Pipe mode over any binary stream; also what ``send --direct`` uses.
+
+    Raises CommandError (78) when events would be sent but there is no key.
+    """
     dry_run = args.dry_run or settings.disabled
     if settings.disabled and not args.dry_run:
         sys.stderr.write("doow-track: disabled (DOOW_TRACK_DISABLED or \"disabled\": true in the config): "
                          "validating only, nothing is sent\n")
     if not settings.api_key and not dry_run:
-        sys.stderr.write("doow-track: no API key: pass --api-key, --api-key-file, set DOOW_TRACK_API_KEY, "
-                         "or put apiKey in the --config file\n")
-        raise SystemExit(EX_CONFIG)
+        raise CommandError(EX_CONFIG, "no API key: pass --api-key, --api-key-file, set DOOW_TRACK_API_KEY, "
+                                      "or put apiKey in the --config file")
     for warning in settings.warnings:
         sys.stderr.write(f"doow-track: warning: {warning}\n")
     options = PipeOptions(

@@ -14,6 +14,7 @@ from typing import Any, List, Tuple
 
 from doow_track_agent import locations
 from doow_track_agent.exits import EX_NOINPUT, EX_OK, EX_UNAVAILABLE, EX_USAGE
+from doow_track_agent.loopback import is_loopback
 from doow_track_agent.receiver.faults import Faults
 from doow_track_agent.receiver.loopback import is_loopback
 from doow_track_agent.receiver.server import MAX_BODY_BYTES, Receiver, logger, tls_context

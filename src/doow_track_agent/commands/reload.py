@@ -45,10 +45,8 @@ def _status_after(settings: Settings, args: argparse.Namespace) -> Optional[dict
     """The agent's status; a reload may have moved health.listen, so the new config is tried too."""
     document = client.fetch_status(settings, timeout=1.0)
     if document is None:
-        try:
-            document = client.fetch_status(options.settings_for(args), timeout=1.0)
-        except SystemExit:
-            return None
+        reloaded, _ = options.try_settings(args)
+        document = client.fetch_status(reloaded, timeout=1.0) if reloaded else None
     return document
 
 

@@ -3,8 +3,9 @@
 One engine serves pipe mode (an in-memory queue, an outbox for what is left)
 and the agent (the durable spool).  The queue decides where events wait; the
 sink decides what an outcome means there; the pump owns timing, batching,
-concurrency and the retry policy of PROTOCOL.md.  Every event leased from the
-queue ends in exactly one sink call: delivered, rejected or deferred.
+concurrency and the retry policy of docs/protocol.md ("Responses").  Every
+event leased from the queue ends in exactly one sink call: delivered,
+rejected or deferred.
 """
 
 from __future__ import annotations

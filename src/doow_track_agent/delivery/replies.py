@@ -1,4 +1,4 @@
-"""What an ingest answer means for a batch: the PROTOCOL.md response table as code.
+"""What an ingest answer means for a batch: the response table of docs/protocol.md as code.
 
 Kept apart from the sending loop so that every status code's meaning is in
 one place and can be read (and tested) without any networking.

@@ -10,9 +10,8 @@ from doow_track_agent.modes.agent import logs
 from doow_track_agent.config import Settings
 from doow_track_agent.doctor.report import FAIL, OK, SKIP, WARN, Check
 from doow_track_agent.doctor.subject import Subject
+from doow_track_agent.modes.agent.logs import SYSLOG
 from doow_track_agent.redact import mask_key
-
-SYSLOG = "/dev/log"
 
 
 def checks(subject: Subject) -> Iterator[Check]:

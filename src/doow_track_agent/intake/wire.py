@@ -3,7 +3,8 @@
 Events are serialized once, at intake, and travel as bytes from then on: the
 spool stores those bytes, batches are those bytes joined, and a retry or a
 replay sends exactly what was first acknowledged.  That is what keeps
-``event_id`` and ``occurred_at`` stable across retries.
+``event_id`` and ``occurred_at`` stable across retries.  The format and its
+limits are Doow's (docs/protocol.md, "Ingest").
 """
 
 from __future__ import annotations
@@ -139,6 +140,27 @@ def batch_body(batch_id: str, events: Iterable[bytes]) -> bytes:
 
 
 BATCH_OVERHEAD = len(batch_body(new_uuid4(), []))
+
+
+class BatchBudget:
+    """A batch body's bytes as events join it: the envelope, then each event and a comma.
+
+    Both queues (pipe mode's memory queue, the agent's spool) lease batches
+    through this, so a batch is measured one way.  The first event always
+    fits: a single event is bounded by the line limit, far below the API's.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = BATCH_OVERHEAD
+        self.events = 0
+
+    def fits(self, body: bytes) -> bool:
+        return not self.events or self.size + len(body) + 1 <= self.max_bytes
+
+    def add(self, body: bytes) -> None:
+        self.size += len(body) + 1
+        self.events += 1
 
 
 def to_input_line(wire_event: bytes) -> bytes:

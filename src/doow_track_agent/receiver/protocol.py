@@ -1,4 +1,4 @@
-"""Request decoding and validation for the ingest protocol (see PROTOCOL.md).
+"""Request decoding and validation for the ingest protocol (see docs/protocol.md, "Ingest").
 
 Validation is hand-written rather than done with jsonschema: it runs once per
 event on the ingest hot path, and the receiver must keep up with the agent at

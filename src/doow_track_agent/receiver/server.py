@@ -2,7 +2,7 @@
 
 Endpoints:
 
-- ``POST /telemetry/events``: ingest, as the real API (PROTOCOL.md).
+- ``POST /telemetry/events``: ingest, as the real API (docs/protocol.md).
 - ``GET /sdk/licenses/{id}``: the management API's license check.
 - ``GET /``: a page of what arrived, for people (see ``page``).
 - ``GET /_receiver/stats`` and ``POST /_receiver/faults``: unauthenticated

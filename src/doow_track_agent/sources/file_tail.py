@@ -44,7 +44,7 @@ from doow_track_agent.buffers.spool import Spool, SpoolError
 from doow_track_agent.config import Settings
 from doow_track_agent.intake.events import Accepted, Intake, Invalid
 from doow_track_agent.intake.policy import MAX_LINE_BYTES
-from doow_track_agent.sources import pace
+from doow_track_agent.sources.pacing import pace
 from doow_track_agent.stats import Source, Stats
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ import asyncio
 from typing import Optional
 
 from doow_track_agent.config import Listen, Settings
-from doow_track_agent.sources import STREAM_LIMIT, Producers, SourceError
+from doow_track_agent.sources import STREAM_LIMIT, SourceError
+from doow_track_agent.sources.producers import Producers
 from doow_track_agent.stats import Source
 
 

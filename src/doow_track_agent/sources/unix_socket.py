@@ -16,7 +16,8 @@ import stat
 import struct
 from typing import Optional
 
-from doow_track_agent.sources import STREAM_LIMIT, Producers, SourceError
+from doow_track_agent.sources import STREAM_LIMIT, SourceError
+from doow_track_agent.sources.producers import Producers
 from doow_track_agent.stats import Source
 
 _PEERCRED = struct.Struct("3i")

@@ -18,7 +18,7 @@ import time
 from doow_track_agent.config import Settings
 from doow_track_agent.redact import scrub_keys
 
-_SYSLOG = "/dev/log"
+SYSLOG = "/dev/log"  # the local syslog socket a detached agent logs to
 _FALLBACK_NAME = "agent.log"
 
 
@@ -62,7 +62,7 @@ def target(settings: Settings, foreground: bool) -> str:
         return settings.log_file
     if foreground:
         return "stderr"
-    if os.path.exists(_SYSLOG):
+    if os.path.exists(SYSLOG):
         return "syslog"
     return os.path.join(settings.spool_dir, _FALLBACK_NAME)
 
@@ -72,7 +72,7 @@ def _handler(settings: Settings, foreground: bool) -> logging.Handler:
     if where == "stderr":
         return logging.StreamHandler(sys.stderr)
     if where == "syslog":
-        handler = logging.handlers.SysLogHandler(_SYSLOG, logging.handlers.SysLogHandler.LOG_DAEMON)
+        handler = logging.handlers.SysLogHandler(SYSLOG, logging.handlers.SysLogHandler.LOG_DAEMON)
         handler.ident = f"doow-track[{os.getpid()}]: "
         return handler
     try:

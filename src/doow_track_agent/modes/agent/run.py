@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 import time
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple, Union
 
 import daemon
 import daemon.daemon
@@ -41,8 +41,9 @@ from doow_track_agent.intake.events import Intake
 from doow_track_agent.modes.agent import logs, systemd
 from doow_track_agent.modes.agent.health import HealthServer
 from doow_track_agent.modes.agent.pidfile import PidFile, PidfileLocked
-from doow_track_agent.sources import Producers, SourceError, file_tail
+from doow_track_agent.sources import SourceError, file_tail
 from doow_track_agent.sources.file_tail import FileTail
+from doow_track_agent.sources.producers import Producers
 from doow_track_agent.sources.tcp import TcpSource, address, require_token
 from doow_track_agent.sources.unix_socket import UnixSource
 from doow_track_agent.stats import Stats
@@ -54,6 +55,7 @@ _PRODUCER_GRACE = 2.0
 _PUMP_GRACE = 5.0
 
 Loader = Callable[[], Settings]
+Listener = Union[UnixSource, TcpSource, HealthServer]
 
 
 class StartupError(Exception):
@@ -247,8 +249,7 @@ class Agent:
                 await unix.start(self._producers)
                 opened.append(unix)
         except (SourceError, StartupError) as error:
-            for listener in opened:
-                listener.close()
+            _close_listeners(opened)
             raise StartupError(getattr(error, "code", EX_TEMPFAIL), str(error)) from None
         return unix, tcp, health
 
@@ -355,9 +356,8 @@ class Agent:
                health: Optional[HealthServer]) -> None:
         """The infallible half of a reload: swap everything at once."""
         assert self._producers is not None and self._pump is not None
-        for old, new in ((self._unix, unix), (self._tcp, tcp), (self._health, health)):
-            if old is not None and old is not new:
-                old.close()
+        _close_listeners(old for old, new in ((self._unix, unix), (self._tcp, tcp), (self._health, health))
+                         if old is not new)
         self._unix, self._tcp, self._health = unix, tcp, health
         self._producers.intake = Intake(settings.attribution)
         self._start_or_repoint_file_tail(settings)
@@ -376,9 +376,7 @@ class Agent:
         timeout = self.settings.shutdown_timeout
         deadline = time.monotonic() + timeout
         log.info("stopping: refusing new events, delivering for up to %.1fs", timeout)
-        for source in (self._unix, self._tcp):
-            if source is not None:
-                source.close()
+        _close_listeners((self._unix, self._tcp))  # the health listener answers until the end
         if self._tail is not None:
             await self._tail.stop()
         if self._producers is not None:
@@ -395,14 +393,19 @@ class Agent:
                  self.stats.delivered, left)
 
     async def _close_all(self) -> None:
-        for listener in (self._unix, self._tcp, self._health):
-            if listener is not None:
-                listener.close()
+        _close_listeners((self._unix, self._tcp, self._health))
         self._unix = self._tcp = self._health = None
         if self._tail is not None:
             await self._tail.stop()
             self._tail = None
         await self.spool.close()
+
+
+def _close_listeners(listeners: Iterable[Optional[Listener]]) -> None:
+    """Stop listening on each (None skipped); connections already open stay with their owners."""
+    for listener in listeners:
+        if listener is not None:
+            listener.close()
 
 
 # -- the daemon context -------------------------------------------------------------

@@ -11,84 +11,26 @@ the input.
 from __future__ import annotations
 
 import asyncio
-import collections
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Deque, Dict, List, Optional, TextIO, Tuple
+from typing import BinaryIO, Callable, Dict, List, Optional, TextIO, Tuple
 
+from doow_track_agent.buffers.memory import MemoryQueue
 from doow_track_agent.config import Settings
 from doow_track_agent.delivery.pump import Pump, Queued
 from doow_track_agent.exits import EX_DATAERR, EX_NOPERM, EX_OK, EX_TEMPFAIL
 from doow_track_agent.intake import wire
 from doow_track_agent.intake.events import Accepted, Intake, Invalid
-from doow_track_agent.intake.wire import BATCH_OVERHEAD
 from doow_track_agent.modes.pipe import outbox
 from doow_track_agent.sources.lines import Line, read_lines
 from doow_track_agent.stats import Stats
 
-QUEUE_EVENTS = 20_000
 READ_AHEAD = 4
 READ_BLOCK = 64 * 1024
 MAX_REPORTED_ERRORS = 100
 MAX_REPORTED_IDS = 1000
-
-
-class MemoryQueue:
-    """The bounded queue between intake and delivery; used from the event-loop thread only."""
-
-    def __init__(self, capacity: int = QUEUE_EVENTS) -> None:
-        self.changed = asyncio.Event()
-        self.room = asyncio.Event()
-        self.room.set()
-        self.closed = False
-        self._capacity = capacity
-        self._items: Deque[Queued] = collections.deque()
-        self._arrivals: Deque[List[Any]] = collections.deque()  # [monotonic time, events left] per put
-
-    def put(self, events: List[Queued]) -> None:
-        """Add a chunk of events (the producer waits on ``room`` first, so the bound holds per chunk)."""
-        self._items.extend(events)
-        self._arrivals.append([time.monotonic(), len(events)])
-        if len(self._items) >= self._capacity:
-            self.room.clear()
-        self.changed.set()
-
-    def close(self) -> None:
-        """No more input."""
-        self.closed = True
-        self.changed.set()
-
-    def pending(self) -> Tuple[int, Optional[float]]:
-        return len(self._items), (self._arrivals[0][0] if self._arrivals else None)
-
-    def lease(self, max_events: int, max_bytes: int) -> List[Queued]:
-        taken: List[Queued] = []
-        size = BATCH_OVERHEAD
-        while self._items and len(taken) < max_events:
-            if taken and size + len(self._items[0].body) + 1 > max_bytes:
-                break
-            event = self._items.popleft()
-            size += len(event.body) + 1
-            taken.append(event)
-            self._consume_arrival()
-        if len(self._items) < self._capacity:
-            self.room.set()
-        return taken
-
-    def _consume_arrival(self) -> None:
-        head = self._arrivals[0]
-        head[1] -= 1
-        if head[1] == 0:
-            self._arrivals.popleft()
-
-    def seal(self) -> List[Queued]:
-        """End the run: hand back what is still waiting."""
-        left = list(self._items)
-        self._items.clear()
-        self._arrivals.clear()
-        return left
 
 
 class Reader(threading.Thread):

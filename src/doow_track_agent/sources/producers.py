@@ -1,0 +1,216 @@
+"""What the agent's stream sources (Unix socket, TCP) share: the request/reply protocol with producers.
+
+A producer writes event lines; it gets one reply line per non-blank input
+line, in order, and only once the event is committed to the spool (see
+docs/protocol.md, "Local producers"):
+
+    {"ok": true, "line": 1, "event_id": "..."}
+    {"ok": false, "line": 2, "error": "$.quantity: ...", "kind": "schema"}
+    {"ok": false, "line": 3, "error": "spool full: ...", "kind": "spool_full"}
+
+Each connection is its own task that takes every line already received,
+judges them with intake, and awaits a single commit for the lot: a producer
+that writes ahead is pipelined into large group commits, and a slow or dead
+producer only ever stalls its own task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from typing import List, NamedTuple, Optional, Set, Tuple, Union
+
+from doow_track_agent.buffers.spool import Spool, SpoolError
+from doow_track_agent.intake.events import Accepted, Intake, Invalid
+from doow_track_agent.sources.lines import Line, LineSplitter
+from doow_track_agent.sources.pacing import pace
+from doow_track_agent.stats import Source, Stats
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 16 * 1024
+CHUNKS_IN_FLIGHT = 4      # per connection: read ahead while earlier chunks commit
+
+Verdict = Union[Accepted, Invalid]
+
+
+def _reply_ok(line: int, event_id: str) -> bytes:
+    # The schema limits event_ids to [A-Za-z0-9_.:-]: nothing to escape (generated ones are UUIDs).
+    return b'{"ok":true,"line":%d,"event_id":"%s"}\n' % (line, event_id.encode("ascii"))
+
+
+def _reply_error(line: int, error: str, kind: str) -> bytes:
+    reply = {"ok": False, "line": line, "error": error, "kind": kind}
+    return json.dumps(reply, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+def _invalid_reply(invalid: Invalid) -> bytes:
+    return _reply_error(invalid.line, f"{invalid.path}: {invalid.message}", invalid.kind)
+
+
+class _Chunk(NamedTuple):
+    """Lines read together: their verdicts, how many events fitted in the spool, their commit."""
+
+    verdicts: List[Tuple[int, "Verdict"]]
+    fitting: int
+    committed: "Optional[asyncio.Future[None]]"
+
+
+_AUTH_FAILED = Invalid(1, "$", "the first line must be the configured tcp.token", "auth")
+
+
+class _Connection:
+    """One producer: its task, and whether it is in the middle of a chunk (not to be cancelled)."""
+
+    def __init__(self, source: Source, origin: str) -> None:
+        self.source = source
+        self.origin = origin
+        self.task = asyncio.current_task()
+        self.busy = False
+
+
+class Producers:
+    """Serves producer connections for every source; ``intake`` is swapped on reload."""
+
+    def __init__(self, spool: Spool, stats: Stats, intake: Intake) -> None:
+        self.spool = spool
+        self.stats = stats
+        self.intake = intake
+        self.closing = False
+        self._connections: Set[_Connection] = set()
+        self._warned_full = False
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    source: Source, origin: str, token: Optional[str] = None) -> None:
+        """Handle one producer of ``source`` until it disconnects or the agent stops accepting."""
+        conn = _Connection(source, origin)
+        self._connections.add(conn)
+        try:
+            await self._converse(conn, reader, writer, token)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            log.debug("%s: connection lost: %s", origin, exc)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._connections.discard(conn)
+            writer.close()
+
+    async def _converse(self, conn: _Connection, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter, token: Optional[str]) -> None:
+        """Read and spool chunks while earlier ones are still committing; replies go out in order."""
+        chunks: "asyncio.Queue[Optional[_Chunk]]" = asyncio.Queue(CHUNKS_IN_FLIGHT)
+        replier = asyncio.ensure_future(self._reply(chunks, writer, conn.origin))
+        try:
+            await self._read(conn, reader, chunks, token)
+        finally:
+            await chunks.put(None)
+            await replier
+
+    async def _read(self, conn: _Connection, reader: asyncio.StreamReader,
+                    chunks: "asyncio.Queue[Optional[_Chunk]]", token: Optional[str]) -> None:
+        splitter = LineSplitter()
+        authenticated = token is None
+        while not self.closing:
+            data = await reader.read(READ_SIZE)
+            conn.busy = True  # from here until the chunk is queued for its reply, never cancelled
+            await pace(self.spool, self.stats)
+            lines = splitter.feed(data) if data else splitter.finish()
+            if not authenticated and lines:
+                authenticated = self._check_token(lines.pop(0)[1], token or "")
+                if not authenticated:
+                    log.warning("%s: refused a producer without the right token", conn.origin)
+                    await chunks.put(_Chunk([(1, _AUTH_FAILED)], 0, None))
+                    return
+            await chunks.put(self.submit(lines, conn.source))
+            conn.busy = False
+            if not data:
+                return
+
+    async def _reply(self, chunks: "asyncio.Queue[Optional[_Chunk]]", writer: asyncio.StreamWriter,
+                     origin: str) -> None:
+        """Answer each chunk once it is committed; after a broken connection, just drain the queue."""
+        broken = False
+        while True:
+            chunk = await chunks.get()
+            if chunk is None:
+                return
+            replies = await self.answer(chunk)
+            if broken or not replies:
+                continue
+            try:
+                writer.write(replies)
+                await writer.drain()
+            except ConnectionError as exc:
+                log.debug("%s: connection lost before its replies: %s", origin, exc)
+                broken = True
+
+    @staticmethod
+    def _check_token(line: bytes, token: str) -> bool:
+        return hmac.compare_digest(line.strip(), token.encode("utf-8"))
+
+    def submit(self, lines: List[Line], source: Source) -> "_Chunk":
+        """Judge a chunk of numbered lines and queue its valid events for the next group commit."""
+        verdicts = self._judge(lines, source)
+        fitting, committed = self.spool.append(
+            [verdict for _, verdict in verdicts if isinstance(verdict, Accepted)], source=source)
+        return _Chunk(verdicts, fitting, committed)
+
+    async def answer(self, chunk: "_Chunk") -> bytes:
+        """The replies of a chunk, once its events are committed (or could not be)."""
+        failure: Optional[str] = None
+        if chunk.committed is not None:
+            try:
+                await chunk.committed
+            except SpoolError as exc:
+                failure = str(exc)
+                log.error("refusing %d event(s): %s", chunk.fitting, exc)
+        return self._replies(chunk.verdicts, chunk.fitting, failure)
+
+    def _judge(self, lines: List[Line], source: Source) -> List[Tuple[int, Verdict]]:
+        intake = self.intake
+        verdicts: List[Tuple[int, Verdict]] = []
+        for line, raw in lines:
+            verdict = intake.accept(raw, line)
+            if verdict is None:
+                continue
+            if isinstance(verdict, Invalid):
+                self.stats.count_invalid(source)
+            verdicts.append((line, verdict))
+        return verdicts
+
+    def _replies(self, verdicts: List[Tuple[int, Verdict]], fitting: int, failure: Optional[str]) -> bytes:
+        out: List[bytes] = []
+        index = 0
+        for line, verdict in verdicts:
+            if isinstance(verdict, Invalid):
+                out.append(_invalid_reply(verdict))
+                continue
+            index += 1
+            if failure is not None:
+                out.append(_reply_error(line, failure, "spool_error"))
+            elif index > fitting:
+                out.append(_reply_error(line, self._full_message(), "spool_full"))
+            else:
+                out.append(_reply_ok(line, verdict.event_id))
+        if index <= fitting:
+            self._warned_full = False
+        return b"".join(out)
+
+    def _full_message(self) -> str:
+        if not self._warned_full:
+            log.warning("spool full (%d bytes, spool.maxBytes): refusing new events until deliveries free space",
+                        self.spool.max_bytes)
+            self._warned_full = True
+        return f"spool full: spool.maxBytes ({self.spool.max_bytes} bytes) reached; event not accepted"
+
+    async def close(self, timeout: float) -> None:
+        """Stop accepting: idle producers are disconnected, busy ones finish their chunk first."""
+        self.closing = True
+        for conn in list(self._connections):
+            if not conn.busy and conn.task is not None:
+                conn.task.cancel()
+        tasks = [conn.task for conn in self._connections if conn.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
