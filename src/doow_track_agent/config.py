@@ -183,6 +183,7 @@ _ENV_VALUES: Dict[str, Tuple[str, str]] = {
     "DOOW_TRACK_INPUT": ("input", "input"),
     "DOOW_TRACK_TCP_LISTEN": ("tcp.listen", "text"),
     "DOOW_TRACK_TCP_TOKEN": ("tcp.token", "text"),
+    "DOOW_TRACK_HEALTH_LISTEN": ("health.listen", "text"),
     "DOOW_TRACK_LOG_LEVEL": ("log.level", "text"),
     "DOOW_TRACK_LOG_FORMAT": ("log.format", "text"),
 }
@@ -193,7 +194,7 @@ _HEALTH_PORT = "DOOW_TRACK_HEALTH_PORT"
 ENV_NAMES: Dict[str, Tuple[str, ...]] = {
     f"$.{path}": (name, _ENV_SECRET_FILES[name]) if name in _ENV_SECRET_FILES else (name,)
     for name, (path, _) in _ENV_VALUES.items()}
-ENV_NAMES["$.health.listen"] = (_HEALTH_PORT,)
+ENV_NAMES["$.health.listen"] += (_HEALTH_PORT,)
 FLAG_NAMES = {"$.apiKey": "--api-key", "$.endpoint": "--endpoint", "$.flushAt": "--flush-at",
               "$.flushInterval": "--flush-interval", "$.attribution": "--attribution",
               "$.concurrency": "--concurrency", "$.pidfile": "--pidfile"}
@@ -221,7 +222,8 @@ def _env_layer(env: Mapping[str, str], below: Mapping[str, Any]) -> dict:
         (layer.setdefault(section, {}) if section else layer)[key] = _env_value(source, text, kind)
         names[f"$.{path}"] = source
     if env.get(_HEALTH_PORT):
-        layer["health"] = {"listen": _health_listen(_env_int(_HEALTH_PORT, env[_HEALTH_PORT]), below)}
+        port = _env_int(_HEALTH_PORT, env[_HEALTH_PORT])
+        layer["health"] = {"listen": _health_listen(port, merge(dict(below), layer))}
         names["$.health.listen"] = _HEALTH_PORT
     return _validated_layer("environment", layer, names)
 
@@ -235,8 +237,9 @@ def _env_value(name: str, text: str, kind: str) -> Any:
 
 
 def _health_listen(port: int, below: Mapping[str, Any]) -> str:
-    """DOOW_TRACK_HEALTH_PORT moves the port only: a host set in the config file (a container's
-    ``0.0.0.0``, so that probes reach it) stays; with none, loopback as by default."""
+    """DOOW_TRACK_HEALTH_PORT (the official sidecar's) moves the port only: a host set in the config
+    file or DOOW_TRACK_HEALTH_LISTEN (an image's ``0.0.0.0``, so that probes reach it) stays;
+    with none, loopback as by default."""
     current = Listen.parse((below.get("health") or {}).get("listen"))
     return str(Listen(current.host if current else "127.0.0.1", port))
 

@@ -104,3 +104,11 @@ def test_health_port_moves_the_port_and_keeps_the_configured_host(tmp_path_facto
     moved = config.load(path, {"DOOW_TRACK_HEALTH_PORT": str(port)}).health_listen
     assert (moved.host, moved.port) == (host, port)
     assert str(config.load(None, {"DOOW_TRACK_HEALTH_PORT": str(port)}).health_listen) == f"127.0.0.1:{port}"
+
+
+def test_health_listen_from_the_env_and_the_official_port_on_top():
+    env = {"DOOW_TRACK_HEALTH_LISTEN": "0.0.0.0:9090"}
+    assert str(config.load(None, env).health_listen) == "0.0.0.0:9090"
+    assert str(config.load(None, {**env, "DOOW_TRACK_HEALTH_PORT": "9095"}).health_listen) == "0.0.0.0:9095"
+    with pytest.raises(config.ConfigError, match="DOOW_TRACK_HEALTH_LISTEN"):
+        config.load(None, {"DOOW_TRACK_HEALTH_LISTEN": "9090"})
