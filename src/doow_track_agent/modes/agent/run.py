@@ -14,7 +14,9 @@ Process life cycle, in order:
    was not told to keep.
 3. Signal handlers only note the signal and wake the event loop; the loop
    does the work: reload on SIGHUP (atomically, or not at all), drain and
-   exit 0 on SIGTERM/SIGINT.
+   exit 0 on SIGTERM/SIGINT.  In the foreground the noting handlers are in
+   place before the preflight, because a container's PID 1 ignores a signal
+   it has no handler for; as PID 1 the agent also reaps orphaned processes.
 """
 
 from __future__ import annotations
