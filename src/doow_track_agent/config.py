@@ -176,38 +176,85 @@ def key_exposure(path: str, data: Optional[dict] = None) -> Optional[str]:
             "(or 640 with a dedicated group) or move the key to DOOW_TRACK_API_KEY")
 
 
-ENV_NAMES = {"$.apiKey": "DOOW_TRACK_API_KEY", "$.endpoint": "DOOW_TRACK_ENDPOINT",
-              "$.flushAt": "DOOW_TRACK_FLUSH_AT", "$.flushInterval": "DOOW_TRACK_FLUSH_INTERVAL",
-              "$.attribution": "DOOW_TRACK_ATTRIBUTION", "$.input": "DOOW_TRACK_INPUT",
-              "$.health": "DOOW_TRACK_HEALTH_PORT", "$.disabled": "DOOW_TRACK_DISABLED",
-              "$.debug": "DOOW_TRACK_DEBUG", "$.proxy": "DOOW_TRACK_PROXY"}
+# The DOOW_TRACK_* variables: the official clients' (key, endpoint, flush, input, health port) and ours.
+# name -> (config path, how its text becomes the value); the order is the docs' order.
+_ENV_VALUES: Dict[str, Tuple[str, str]] = {
+    "DOOW_TRACK_API_KEY": ("apiKey", "text"),
+    "DOOW_TRACK_ENDPOINT": ("endpoint", "text"),
+    "DOOW_TRACK_FLUSH_AT": ("flushAt", "int"),
+    "DOOW_TRACK_FLUSH_INTERVAL": ("flushInterval", "int"),
+    "DOOW_TRACK_SHUTDOWN_TIMEOUT": ("shutdownTimeout", "int"),
+    "DOOW_TRACK_ATTRIBUTION": ("attribution", "json"),
+    "DOOW_TRACK_INPUT": ("input", "input"),
+    "DOOW_TRACK_TCP_LISTEN": ("tcp.listen", "text"),
+    "DOOW_TRACK_TCP_TOKEN": ("tcp.token", "text"),
+    "DOOW_TRACK_HEALTH_LISTEN": ("health.listen", "text"),
+    "DOOW_TRACK_LOG_LEVEL": ("log.level", "text"),
+    "DOOW_TRACK_LOG_FORMAT": ("log.format", "text"),
+    "DOOW_TRACK_PROXY": ("proxy", "proxy"),
+    "DOOW_TRACK_DISABLED": ("disabled", "bool"),
+    "DOOW_TRACK_DEBUG": ("debug", "bool"),
+}
+# Secrets also come from a file (Docker/Compose secrets, a mounted Kubernetes Secret): NAME_FILE.
+_ENV_SECRET_FILES = {"DOOW_TRACK_API_KEY": "DOOW_TRACK_API_KEY_FILE", "DOOW_TRACK_TCP_TOKEN": "DOOW_TRACK_TCP_TOKEN_FILE"}
+_HEALTH_PORT = "DOOW_TRACK_HEALTH_PORT"
+
+ENV_NAMES: Dict[str, Tuple[str, ...]] = {
+    f"$.{path}": (name, _ENV_SECRET_FILES[name]) if name in _ENV_SECRET_FILES else (name,)
+    for name, (path, _) in _ENV_VALUES.items()}
+ENV_NAMES["$.health.listen"] += (_HEALTH_PORT,)
 FLAG_NAMES = {"$.apiKey": "--api-key", "$.endpoint": "--endpoint", "$.flushAt": "--flush-at",
               "$.flushInterval": "--flush-interval", "$.attribution": "--attribution",
               "$.concurrency": "--concurrency", "$.pidfile": "--pidfile", "$.debug": "--verbose", "$.proxy": "--proxy"}
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-def _env_layer(env: Mapping[str, str]) -> dict:
-    """The DOOW_TRACK_* variables of the official clients, as a config layer."""
+def _env_text(env: Mapping[str, str], name: str) -> Tuple[Optional[str], str]:
+    """The variable's value and the name it came from: NAME itself, or the first line of NAME_FILE."""
+    file_name = _ENV_SECRET_FILES.get(name)
+    if file_name and env.get(file_name):
+        if env.get(name):
+            raise ConfigError("environment", [Problem(name, f"set together with {file_name}: set one of them")])
+        return read_key_file(env[file_name], file_name), file_name
+    return env.get(name) or None, name
+
+
+def _env_layer(env: Mapping[str, str], below: Mapping[str, Any]) -> dict:
+    """The DOOW_TRACK_* variables as a config layer; ``below`` is what the lower layers resolved."""
     layer: Dict[str, Any] = {}
-    simple = {"DOOW_TRACK_API_KEY": "apiKey", "DOOW_TRACK_ENDPOINT": "endpoint", "DOOW_TRACK_PROXY": "proxy"}
-    numbers = {"DOOW_TRACK_FLUSH_AT": "flushAt", "DOOW_TRACK_FLUSH_INTERVAL": "flushInterval"}
-    for name, key in simple.items():
-        if env.get(name):
-            layer[key] = proxy_setting(env[name]) if key == "proxy" else env[name]
-    for name, key in numbers.items():
-        if env.get(name):
-            layer[key] = _env_int(name, env[name])
-    if env.get("DOOW_TRACK_ATTRIBUTION"):
-        layer["attribution"] = _env_json(env["DOOW_TRACK_ATTRIBUTION"])
-    for name, key in (("DOOW_TRACK_DISABLED", "disabled"), ("DOOW_TRACK_DEBUG", "debug")):
-        if env.get(name, "").strip():
-            layer[key] = _env_bool(name, env[name])
-    if env.get("DOOW_TRACK_INPUT"):
-        layer["input"] = parse_input(env["DOOW_TRACK_INPUT"])
-    if env.get("DOOW_TRACK_HEALTH_PORT"):
-        layer["health"] = {"listen": f"127.0.0.1:{_env_int('DOOW_TRACK_HEALTH_PORT', env['DOOW_TRACK_HEALTH_PORT'])}"}
-    return _validated_layer("environment", layer, ENV_NAMES)
+    names: Dict[str, str] = {}
+    for name, (path, kind) in _ENV_VALUES.items():
+        text, source = _env_text(env, name)
+        if text is None:
+            continue
+        section, _, key = path.rpartition(".")
+        (layer.setdefault(section, {}) if section else layer)[key] = _env_value(source, text, kind)
+        names[f"$.{path}"] = source
+    if env.get(_HEALTH_PORT):
+        port = _env_int(_HEALTH_PORT, env[_HEALTH_PORT])
+        layer["health"] = {"listen": _health_listen(port, merge(dict(below), layer))}
+        names["$.health.listen"] = _HEALTH_PORT
+    return _validated_layer("environment", layer, names)
+
+
+def _env_value(name: str, text: str, kind: str) -> Any:
+    if kind == "int":
+        return _env_int(name, text)
+    if kind == "json":
+        return _env_json(name, text)
+    if kind == "bool":
+        return _env_bool(name, text)
+    if kind == "proxy":
+        return proxy_setting(text)
+    return parse_input(text) if kind == "input" else text
+
+
+def _health_listen(port: int, below: Mapping[str, Any]) -> str:
+    """DOOW_TRACK_HEALTH_PORT (the official sidecar's) moves the port only: a host set in the config
+    file or DOOW_TRACK_HEALTH_LISTEN (an image's ``0.0.0.0``, so that probes reach it) stays;
+    with none, loopback as by default."""
+    current = Listen.parse((below.get("health") or {}).get("listen"))
+    return str(Listen(current.host if current else "127.0.0.1", port))
 
 
 def _env_int(name: str, text: str) -> int:
@@ -225,11 +272,11 @@ def _env_bool(name: str, text: str) -> bool:
     raise ConfigError("environment", [Problem(name, f"{text!r} is not true or false (nor 1/0, yes/no, on/off)")])
 
 
-def _env_json(text: str) -> Any:
+def _env_json(name: str, text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise ConfigError("environment", [Problem("DOOW_TRACK_ATTRIBUTION", f"not valid JSON: {exc}")]) from None
+        raise ConfigError("environment", [Problem(name, f"not valid JSON: {exc}")]) from None
 
 
 def parse_input(text: str) -> dict:
@@ -275,13 +322,14 @@ def proxy_setting(text: str) -> Union[str, bool]:
 
 
 
-def read_key_file(path: str) -> str:
-    """Read a key from a file (first line), as secret managers and systemd credentials provide."""
+def read_key_file(path: str, source: str = "--api-key-file") -> str:
+    """Read a secret from a file (first line), as secret managers, systemd credentials and
+    container secrets provide; ``source`` (the flag or variable) names it in errors."""
     try:
         with open(path, encoding="utf-8") as handle:
             return handle.readline().strip()
     except OSError as exc:
-        raise ConfigError("--api-key-file", [Problem(path, f"cannot read: {exc.strerror}")]) from None
+        raise ConfigError(source, [Problem(path, f"cannot read: {exc.strerror}")]) from None
 
 
 def load(path: Optional[str], env: Mapping[str, str], flags: Optional[dict] = None,
@@ -293,18 +341,20 @@ def load(path: Optional[str], env: Mapping[str, str], flags: Optional[dict] = No
     data = merge(_defaults(), locations.config_defaults(env))
     warnings: List[str] = []
     origins = {"proxy": "the default"}
-    layers = []
     if path and (require_file or os.path.exists(path)):
         layer, warnings = read_file(path)
-        layers.append((f"the config file {path}", layer))
-    layers.append(("DOOW_TRACK_PROXY", _env_layer(env)))
+        data = _merge_layer(data, layer, f"the config file {path}", origins)
+    data = _merge_layer(data, _env_layer(env, data), "DOOW_TRACK_PROXY", origins)
     if flags:
-        layers.append(("--proxy", _validated_layer("command line", normalize(flags), FLAG_NAMES)))
-    for origin, layer in layers:
-        data = merge(data, layer)
-        if "proxy" in layer:
-            origins["proxy"] = origin
+        data = _merge_layer(data, _validated_layer("command line", normalize(flags), FLAG_NAMES), "--proxy", origins)
     return _settings(data, path if path and os.path.exists(path) else None, env, warnings, origins["proxy"])
+
+
+def _merge_layer(data: dict, layer: dict, origin: str, origins: Dict[str, str]) -> dict:
+    """``data`` with ``layer`` over it; ``origins`` learns which layer set the proxy (for ``check``)."""
+    if "proxy" in layer:
+        origins["proxy"] = origin
+    return merge(data, layer)
 
 
 def _egress(data: dict, env: Mapping[str, str], proxy_origin: str) -> Tuple[Route, Tls]:

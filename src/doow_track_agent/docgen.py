@@ -71,7 +71,7 @@ def _type(spec: dict, ref: Optional[str]) -> str:
 
 def _settable(path: str) -> str:
     """The environment variable and flag that set the same key (config.load's layers)."""
-    names = [f"`{name}`" for name in (ENV_NAMES.get(path), FLAG_NAMES.get(path)) if name]
+    names = [f"`{name}`" for name in (*ENV_NAMES.get(path, ()), FLAG_NAMES.get(path)) if name]
     return ", ".join(names) or "—"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, strategies as st
 
 from doow_track_agent import config
 
@@ -59,3 +60,55 @@ def test_world_readable_key_file_warns(tmp_path):
 
 def test_key_never_in_repr(tmp_path):
     assert KEY not in repr(config.load(write(tmp_path, {"apiKey": KEY}), {}))
+
+
+def test_secrets_come_from_the_env_or_a_mounted_file(tmp_path):
+    key_file, token_file = tmp_path / "key", tmp_path / "token"
+    key_file.write_text(KEY + "\n")
+    token_file.write_text("t" * 24 + "\n")
+    settings = config.load(None, {"DOOW_TRACK_API_KEY_FILE": str(key_file), "DOOW_TRACK_TCP_TOKEN_FILE": str(token_file),
+                                  "DOOW_TRACK_TCP_LISTEN": "0.0.0.0:9091"})
+    assert (settings.api_key, settings.tcp_token, str(settings.tcp_listen)) == (KEY, "t" * 24, "0.0.0.0:9091")
+    assert config.load(None, {"DOOW_TRACK_TCP_TOKEN": "u" * 16}).tcp_token == "u" * 16
+
+
+def test_a_secret_set_twice_or_unreadable_is_named_never_shown(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY)
+    with pytest.raises(config.ConfigError, match="DOOW_TRACK_API_KEY: set together with DOOW_TRACK_API_KEY_FILE"):
+        config.load(None, {"DOOW_TRACK_API_KEY": KEY, "DOOW_TRACK_API_KEY_FILE": str(key_file)})
+    with pytest.raises(config.ConfigError, match="DOOW_TRACK_TCP_TOKEN_FILE: .*missing: cannot read"):
+        config.load(None, {"DOOW_TRACK_TCP_TOKEN_FILE": str(tmp_path / "missing")})
+    key_file.write_text("sk_live_supersecretvalue\n")
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(None, {"DOOW_TRACK_API_KEY_FILE": str(key_file)})
+    assert "DOOW_TRACK_API_KEY_FILE" in str(caught.value) and "supersecretvalue" not in str(caught.value)
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(None, {"DOOW_TRACK_TCP_TOKEN": "short-secret"})
+    assert "DOOW_TRACK_TCP_TOKEN" in str(caught.value) and "short-secret" not in str(caught.value)
+
+
+def test_log_and_shutdown_settings_from_the_env():
+    settings = config.load(None, {"DOOW_TRACK_LOG_FORMAT": "json", "DOOW_TRACK_LOG_LEVEL": "warning",
+                                  "DOOW_TRACK_SHUTDOWN_TIMEOUT": "25000"})
+    assert (settings.log_format, settings.log_level, settings.shutdown_timeout) == ("json", "warning", 25.0)
+    with pytest.raises(config.ConfigError, match="DOOW_TRACK_LOG_FORMAT"):
+        config.load(None, {"DOOW_TRACK_LOG_FORMAT": "xml"})
+
+
+@given(host=st.sampled_from(["0.0.0.0", "10.1.2.3", "127.0.0.1", "::", "pod.local"]),
+       port=st.integers(1, 65535))
+def test_health_port_moves_the_port_and_keeps_the_configured_host(tmp_path_factory, host, port):
+    listen = f"[{host}]:9090" if ":" in host else f"{host}:9090"
+    path = write(tmp_path_factory.mktemp("c"), {"health": {"listen": listen}})
+    moved = config.load(path, {"DOOW_TRACK_HEALTH_PORT": str(port)}).health_listen
+    assert (moved.host, moved.port) == (host, port)
+    assert str(config.load(None, {"DOOW_TRACK_HEALTH_PORT": str(port)}).health_listen) == f"127.0.0.1:{port}"
+
+
+def test_health_listen_from_the_env_and_the_official_port_on_top():
+    env = {"DOOW_TRACK_HEALTH_LISTEN": "0.0.0.0:9090"}
+    assert str(config.load(None, env).health_listen) == "0.0.0.0:9090"
+    assert str(config.load(None, {**env, "DOOW_TRACK_HEALTH_PORT": "9095"}).health_listen) == "0.0.0.0:9095"
+    with pytest.raises(config.ConfigError, match="DOOW_TRACK_HEALTH_LISTEN"):
+        config.load(None, {"DOOW_TRACK_HEALTH_LISTEN": "9090"})

@@ -14,7 +14,9 @@ Process life cycle, in order:
    was not told to keep.
 3. Signal handlers only note the signal and wake the event loop; the loop
    does the work: reload on SIGHUP (atomically, or not at all), drain and
-   exit 0 on SIGTERM/SIGINT.
+   exit 0 on SIGTERM/SIGINT.  In the foreground the noting handlers are in
+   place before the preflight, because a container's PID 1 ignores a signal
+   it has no handler for; as PID 1 the agent also reaps orphaned processes.
 """
 
 from __future__ import annotations
@@ -180,6 +182,11 @@ class Agent:
         loop = asyncio.get_running_loop()
         for signum in _HANDLED:
             loop.add_signal_handler(signum, self.note_signal, signum)
+        if os.getpid() == 1:
+            # A container's init: processes orphaned in our PID namespace (left by `exec` sessions)
+            # become our children, and nobody else would collect them.
+            loop.add_signal_handler(signal.SIGCHLD, reap_children)
+            reap_children()
         self._signals.extend(early)
 
     async def run(self, handshake: Optional[Handshake], early_signals: List[int]) -> int:
@@ -408,6 +415,17 @@ def _close_listeners(listeners: Iterable[Optional[Listener]]) -> None:
             listener.close()
 
 
+def reap_children() -> None:
+    """Collect every exited child without blocking (the agent starts none of its own)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 # -- the daemon context -------------------------------------------------------------
 
 
@@ -433,13 +451,17 @@ def _daemon_context(foreground: bool, pidfile: Optional[PidFile], keep: List[int
     )
 
 
+def _noting(early: List[int]) -> Callable[[int, object], None]:
+    """A handler that only remembers the signal, for the time before the event loop takes over."""
+    return lambda signum, _frame: early.append(signum)
+
+
 def _run_in_daemon_context(settings: Settings, loader: Loader, pidfile: Optional[str], foreground: bool,
-                           handshake: Optional[Handshake]) -> int:
+                           handshake: Optional[Handshake], early: List[int]) -> int:
     """Become the daemon and run the agent to completion; returns the exit status."""
-    early: List[int] = []
     keep = [handshake.fd] if handshake else []
     lock = PidFile(pidfile) if pidfile else None
-    context = _daemon_context(foreground, lock, keep, lambda signum, _frame: early.append(signum))
+    context = _daemon_context(foreground, lock, keep, _noting(early))
     try:
         context.open()
     except PidfileLocked as error:
@@ -480,7 +502,7 @@ def _detach(settings: Settings, loader: Loader, pidfile: Optional[str]) -> int:
     os.close(read_fd)
     status = EX_SOFTWARE
     try:
-        status = _run_in_daemon_context(settings, loader, pidfile, False, Handshake(write_fd))
+        status = _run_in_daemon_context(settings, loader, pidfile, False, Handshake(write_fd), [])
     finally:
         os._exit(status)
 
@@ -493,6 +515,12 @@ def run_agent(settings: Settings, *, pidfile: Optional[str] = None, foreground: 
     environment, command line) on SIGHUP; by default the config file and the
     environment are read again.
     """
+    early: List[int] = []
+    if foreground:
+        # As a container's PID 1 a signal with no handler is dropped, not fatal: note it from here on,
+        # so a `stop` during start-up still ends in a drain and exit 0 rather than a SIGKILL later.
+        for signum in _HANDLED:
+            signal.signal(signum, _noting(early))
     base = os.getcwd()
     path = os.path.join(base, config_path) if config_path else None
 
@@ -508,6 +536,6 @@ def run_agent(settings: Settings, *, pidfile: Optional[str] = None, foreground: 
         sys.stderr.write(f"doow-track: bad configuration: {error}\n")
         return error.code
     if foreground:
-        return _run_in_daemon_context(settings, loader, pidfile, True, None)
+        return _run_in_daemon_context(settings, loader, pidfile, True, None, early)
     return _detach(settings, loader, pidfile)
 
