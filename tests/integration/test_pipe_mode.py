@@ -118,7 +118,7 @@ def test_unreachable_endpoint_exits_75_with_a_usable_outbox(receiver, tmp_path, 
                       "--json"], stdin=data, env={"DOOW_TRACK_FLUSH_INTERVAL": "50"}, timeout=90)
     assert result.code == 75
     assert result.json["outboxed"] == 30 and result.json["delivered"] == 0
-    assert f"doow-track < {outbox}" in result.err
+    assert f"DOOW_TRACK_API_KEY=... doow-track --endpoint http://127.0.0.1:{free_port} < {outbox}" in result.err
     replay = send(receiver, outbox.read_bytes(), "--json")
     assert replay.code == 0 and receiver.store.count() == 30
     assert sorted(replay.json["event_ids"]) == sorted(result.json["event_ids"])
