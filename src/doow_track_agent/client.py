@@ -16,7 +16,7 @@ import socket
 import threading
 import urllib.error
 import urllib.request
-from typing import BinaryIO, List, Optional, Tuple
+from typing import BinaryIO, List, Optional, Set, Tuple
 
 from doow_track_agent.config import Listen, Settings
 from doow_track_agent.exits import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
@@ -69,7 +69,8 @@ def _pump_lines(stream: BinaryIO, sock: socket.socket, counter: List[int]) -> No
 class Tally:
     """The agent's replies, summed up as the contract's JSON."""
 
-    def __init__(self) -> None:
+    def __init__(self, acknowledged: Optional[Set[str]] = None) -> None:
+        self.acknowledged = acknowledged  # every acknowledged id, uncapped, when the caller needs them all
         self.accepted = 0
         self.invalid = 0
         self.refused = 0
@@ -79,6 +80,8 @@ class Tally:
     def add(self, reply: dict) -> None:
         if reply.get("ok"):
             self.accepted += 1
+            if self.acknowledged is not None:
+                self.acknowledged.add(reply["event_id"])
             if len(self.event_ids) <= MAX_REPORTED_IDS:
                 self.event_ids.append(reply["event_id"])
             return
@@ -99,8 +102,12 @@ class Tally:
                 "errors": self.errors, "socket": socket_path, "exit_code": code}
 
 
-def through_agent(stream: BinaryIO, path: str, timeout: float) -> dict:
-    """Send every line of ``stream`` to the agent's socket; the contract's ``send`` JSON."""
+def through_agent(stream: BinaryIO, path: str, timeout: float, acknowledged: Optional[Set[str]] = None) -> dict:
+    """Send every line of ``stream`` to the agent's socket; the contract's ``send`` JSON.
+
+    ``acknowledged``, when given, receives every event_id the agent committed
+    (the JSON's ``event_ids`` stops at 1000).
+    """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
@@ -114,7 +121,7 @@ def through_agent(stream: BinaryIO, path: str, timeout: float) -> dict:
     counter = [0]
     writer = threading.Thread(target=_pump_lines, args=(stream, sock, counter), daemon=True)
     writer.start()
-    tally = Tally()
+    tally = Tally(acknowledged)
     try:
         for raw in sock.makefile("rb"):
             tally.add(json.loads(raw))

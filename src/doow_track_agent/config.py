@@ -126,9 +126,52 @@ def normalize(raw: Any, where: str = "$") -> Any:
     return out
 
 
+_IP_LITERAL = re.compile(r"[0-9.]+\Z|.*:")
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
+
+
+def endpoint_problem(url: str) -> Optional[str]:
+    """Why an endpoint URL cannot be used (host, port 1-65535, IDNA, query string), or None.
+
+    Checked at configuration time so that no request is ever built from it
+    and then fails in a way no retry can fix.
+    """
+    import httpx  # here, not at the top: --help and --version need no HTTP stack
+
+    if "?" in url or "#" in url:
+        return (f"{url!r} has a query string or fragment; the ingest path is appended to the endpoint, "
+                "so give the base URL only")
+    try:
+        parsed = httpx.URL(url)
+        shown = parsed.host  # decodes an xn-- label: an invalid A-label raises here
+    except Exception as error:  # httpx.InvalidURL, idna.IDNAError (a UnicodeError)
+        return f"{url!r} is not a usable URL: {error}"
+    if parsed.scheme not in ("http", "https"):
+        return f"{url!r}: the scheme must be http or https"
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        return f"{url!r}: port {parsed.port} is out of range (1-65535)"
+    host = parsed.raw_host.decode("ascii", "replace")
+    if not host:
+        return f"{url!r} has no host"
+    if _IP_LITERAL.match(host):
+        return None
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if len(host) > 253 or not all(_LABEL.match(label) for label in labels):
+        return f"{url!r}: host {shown!r} is not a valid DNS name (empty, too long or invalid label)"
+    return None
+
+
+def _extra_problems(raw: Any) -> List[Problem]:
+    """What the schema cannot say about a layer: a usable endpoint."""
+    endpoint = raw.get("endpoint") if isinstance(raw, dict) else None
+    problem = endpoint_problem(endpoint) if isinstance(endpoint, str) else None
+    return [Problem("$.endpoint", problem)] if problem else []
+
+
 def _validated_layer(source: str, raw: Any, names: Mapping[str, str] = {}) -> dict:
     """Validate one layer; ``names`` maps schema paths to what the user typed (env var, flag)."""
-    found = problems("config", raw)
+    extra = _extra_problems(raw)
+    found = [problem for problem in problems("config", raw) if not (extra and problem.path == "$.endpoint")] + extra
     if found:
         raise ConfigError(source, [_named(_hide_secret(problem), names) for problem in found])
     return raw

@@ -29,7 +29,7 @@ import os
 import sqlite3
 import time
 from collections import deque
-from typing import Deque, List, Optional, Sequence, Tuple
+from typing import Callable, Deque, List, Optional, Sequence, Tuple
 
 from doow_track_agent.buffers import checkpoints
 from doow_track_agent.buffers.checkpoints import Checkpoint
@@ -37,10 +37,14 @@ from doow_track_agent.buffers.spool_file import (
     COUNT_AND_SIZE,
     ROW_OVERHEAD,
     SpoolError,
+    SpoolLocked,
     connect,
     create,
     db_path,
+    lock_directory,
     row_size,
+    warn_if_lost,
+    write_state,
 )
 from doow_track_agent.buffers.spool_writer import Op, Writer, synchronous
 from doow_track_agent.delivery.pump import Queued
@@ -50,7 +54,7 @@ from doow_track_agent.stats import Source, Stats
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Checkpoint", "Spool", "SpoolError"]
+__all__ = ["Checkpoint", "Spool", "SpoolError", "SpoolLocked"]
 
 _REMOVE_RETRY_SECONDS = 1.0
 _OVERDUE = -1e12  # an "added" time that makes restored or released events due at once
@@ -76,6 +80,9 @@ class Spool:
         self._groups: Deque[Tuple[int, float]] = deque()  # (last id, monotonic time) per commit
         self._released: Deque[Queued] = deque()           # deferred events, leased again first
         self._dead = 0
+        self._lock_fd: Optional[int] = None
+        self.failure: Optional[str] = None                # why the writer thread stopped, if it did
+        self.on_failure: Optional[Callable[[str], None]] = None
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -87,17 +94,24 @@ class Spool:
         """
         try:
             os.makedirs(self.directory, mode=0o750, exist_ok=True)
+            self._lock_fd = lock_directory(self.directory)
             path = db_path(self.directory)
+            existed = os.path.exists(path) and os.path.getsize(path) > 0
             conn = connect(path, synchronous(self._fsync))
             create(conn, path)
             stored, size, last_id = conn.execute(
                 f"SELECT {COUNT_AND_SIZE}, COALESCE(MAX(id), 0) FROM events").fetchone()
             self._dead = conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
+        except SpoolLocked:
+            raise
         except SpoolError:
             conn.close()
+            self._unlock()
             raise
         except (OSError, sqlite3.Error) as exc:
+            self._unlock()
             raise SpoolError(f"cannot open the spool in {self.directory}: {exc}") from None
+        warn_if_lost(self.directory, existed)
         self._reader = conn
         self._stored = self._pending = stored
         self._bytes = size + stored * ROW_OVERHEAD
@@ -106,8 +120,18 @@ class Spool:
             self._groups.append((last_id, _OVERDUE))
             log.info("spool holds %d undelivered event(s); delivering them first", stored)
             self._warn_stale(conn)
-        self._writer = Writer(path, synchronous(self._fsync), asyncio.get_running_loop())
+        self._writer = Writer(path, synchronous(self._fsync), asyncio.get_running_loop(), self._writer_failed)
         self._writer.start()
+
+    def _writer_failed(self, reason: str) -> None:
+        self.failure = reason
+        if self.on_failure is not None:
+            self.on_failure(reason)
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     @staticmethod
     def _warn_stale(conn: sqlite3.Connection) -> None:
@@ -125,8 +149,10 @@ class Spool:
             writer.submit(None)
             await asyncio.get_running_loop().run_in_executor(None, writer.join)
         if self._reader is not None:
+            write_state(self.directory, self._stored)
             self._reader.close()
             self._reader = None
+        self._unlock()
 
     def set_limits(self, max_bytes: int, fsync: str) -> None:
         """Apply reloaded ``spool.maxBytes`` and ``spool.fsync`` (the directory needs a restart)."""

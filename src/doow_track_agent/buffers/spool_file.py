@@ -11,15 +11,23 @@ wrong assumptions: ``SpoolFormatError`` carries exit status 78 (EX_CONFIG).
 
 from __future__ import annotations
 
+import fcntl
+import json
+import logging
 import os
 import sqlite3
+import time
 from typing import Union
 
 from doow_track_agent.delivery.pump import Queued
 from doow_track_agent.exits import EX_CONFIG
 from doow_track_agent.intake.events import Accepted
 
+log = logging.getLogger(__name__)
+
 DB_NAME = "spool.sqlite3"
+LOCK_NAME = "spool.lock"
+STATE_NAME = "spool.state.json"
 FORMAT = 1  # this version's schema, stored in SQLite's user_version
 ROW_OVERHEAD = 64  # bytes counted per row beyond the body: ids, timestamps, b-tree cells
 # Rows and their counted bytes (before ROW_OVERHEAD): the agent at start-up and the offline figures agree.
@@ -50,6 +58,51 @@ class SpoolFormatError(SpoolError):
 def row_size(event: Union[Accepted, Queued]) -> int:
     """What one event counts against ``spool.maxBytes``, in bytes."""
     return len(event.body) + len(event.event_id) + ROW_OVERHEAD
+
+
+class SpoolLocked(SpoolError):
+    """Another agent holds this spool directory."""
+
+
+def lock_directory(directory: str) -> int:
+    """Hold ``spool.lock`` (flock) for as long as the agent runs: two agents on one spool send duplicates.
+
+    Returns the descriptor to keep; raises SpoolLocked naming the holder's pid.
+    """
+    path = os.path.join(directory, LOCK_NAME)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise SpoolLocked(f"spool.dir {directory} is in use by another agent (pid {holder}); "
+                          "give each agent its own spool.dir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd
+
+
+def write_state(directory: str, events: int) -> None:
+    """Remember, beside the spool, that it exists and how many events it held at the last stop."""
+    try:
+        with open(os.path.join(directory, STATE_NAME), "w", encoding="utf-8") as handle:
+            json.dump({"events": events, "stopped_at": time.time()}, handle)
+    except OSError as error:
+        log.warning("cannot write %s in %s: %s", STATE_NAME, directory, error.strerror)
+
+
+def warn_if_lost(directory: str, existed: bool) -> None:
+    """A spool the state file says existed, now missing or empty: its events are gone, say so."""
+    try:
+        with open(os.path.join(directory, STATE_NAME), encoding="utf-8") as handle:
+            state = json.load(handle)
+    except (OSError, ValueError):
+        return
+    if not existed and isinstance(state, dict):
+        log.warning("the spool %s was deleted or truncated while the agent was stopped: it held %s undelivered "
+                    "event(s) at the last stop, which are lost unless their producers send them again",
+                    db_path(directory), state.get("events", "an unknown number of"))
 
 
 def db_path(directory: str) -> str:

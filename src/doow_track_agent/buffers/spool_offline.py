@@ -31,6 +31,7 @@ def open_existing(directory: str) -> Optional[sqlite3.Connection]:
     if not os.path.exists(path):
         return None
     conn = connect(path)
+    conn.text_factory = lambda raw: raw.decode("utf-8", "replace")  # a damaged id is shown, not a crash
     try:
         check_format(conn, path)
     except SpoolFormatError:

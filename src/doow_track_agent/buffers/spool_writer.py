@@ -10,6 +10,7 @@ its group is committed.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import sqlite3
 import threading
@@ -19,6 +20,8 @@ from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 from doow_track_agent.buffers import checkpoints
 from doow_track_agent.buffers.checkpoints import Checkpoint
 from doow_track_agent.buffers.spool_file import SpoolError, connect
+
+log = logging.getLogger(__name__)
 
 MAX_GROUP = 20000  # ops per commit at most, so one commit never holds the file for long
 NOW = "(julianday('now') - 2440587.5) * 86400.0"  # Unix time, computed by SQLite
@@ -41,18 +44,31 @@ class Op(NamedTuple):
 class Writer(threading.Thread):
     """Owns the write connection; commits queued operations in groups."""
 
-    def __init__(self, path: str, synchronous: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, path: str, synchronous: str, loop: asyncio.AbstractEventLoop,
+                 on_failure: Optional[Callable[[str], None]] = None) -> None:
         super().__init__(name="spool-writer", daemon=True)
         self._path = path
         self._synchronous = synchronous
         self._loop = loop
+        self._on_failure = on_failure
         self._ops: "queue.SimpleQueue[Optional[Op]]" = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self.failure: Optional[str] = None  # why the thread stopped before it was told to
 
     def submit(self, op: Optional[Op]) -> None:
-        self._ops.put(op)
+        with self._lock:
+            if self.failure is None:
+                self._ops.put(op)
+                return
+        if op is not None and op.done is not None:
+            self._loop.call_soon_threadsafe(op.done, SpoolError(f"spool writer stopped: {self.failure}"), 0)
 
     def run(self) -> None:
-        conn = connect(self._path, self._synchronous)
+        try:
+            conn = connect(self._path, self._synchronous)
+        except BaseException as error:  # outside the loop's error handling before: the thread died unseen
+            self._fail(error)
+            return
         try:
             while True:
                 group, stopping = self._take()
@@ -60,8 +76,26 @@ class Writer(threading.Thread):
                     self._commit(conn, group)
                 if stopping:
                     return
+        except BaseException as error:
+            self._fail(error)
         finally:
             conn.close()
+
+    def _fail(self, error: BaseException) -> None:
+        """The thread cannot go on: every waiting producer gets an error now, later ones at once."""
+        with self._lock:
+            self.failure = f"{type(error).__name__}: {error}"
+        log.critical("spool writer thread stopped: %s", self.failure, exc_info=error)
+        failed = SpoolError(f"spool writer stopped: {self.failure}")
+        while True:
+            try:
+                op = self._ops.get_nowait()
+            except queue.Empty:
+                break
+            if op is not None and op.done is not None:
+                self._loop.call_soon_threadsafe(op.done, failed, 0)
+        if self._on_failure is not None:
+            self._loop.call_soon_threadsafe(self._on_failure, self.failure)
 
     def _take(self) -> Tuple[List[Op], bool]:
         """Block for one op, then take whatever else queued meanwhile: that is the group."""
@@ -85,7 +119,7 @@ class Writer(threading.Thread):
             for op in group:
                 results.append((op, self._apply(conn, op)))
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # sqlite3.Error (disk full, I/O) or a bug: this group fails, the next may not
             error = SpoolError(f"spool write failed: {exc}")
             try:
                 conn.execute("ROLLBACK")

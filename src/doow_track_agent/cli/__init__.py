@@ -9,14 +9,16 @@ hold what several commands share.
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from importlib import import_module
 from typing import List, Optional
 
-from doow_track_agent import __version__
+from doow_track_agent import __version__, streams
 from doow_track_agent.cli.registry import COMMANDS, DEFAULT_COMMAND
 from doow_track_agent.cli.usage import UsageParser
-from doow_track_agent.exits import EX_INTERRUPTED, EX_OK, CommandError
+from doow_track_agent.exits import EX_INTERRUPTED, EX_OK, EX_SOFTWARE, CommandError
 
 
 def _run_command(name: str, argv: List[str]) -> int:
@@ -30,6 +32,7 @@ def _run_command(name: str, argv: List[str]) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the console script and of ``python -m doow_track_agent``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    streams.guard()
     if argv[:1] in (["--version"], ["-v"]):
         print(f"doow-track {__version__}")
         return EX_OK
@@ -42,3 +45,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return error.code
     except KeyboardInterrupt:
         return EX_INTERRUPTED
+    except Exception as error:  # a bug: say so with its own status, never one a check or a line could mean
+        if os.environ.get("DOOW_TRACK_DEBUG"):
+            traceback.print_exc()
+        sys.stderr.write(f"doow-track: internal error: {type(error).__name__}: {error} "
+                         "(set DOOW_TRACK_DEBUG=1 for the traceback)\n")
+        return EX_SOFTWARE

@@ -16,7 +16,7 @@ from typing import Mapping, Tuple
 from doow_track_agent import config
 from doow_track_agent.exits import EX_CONFIG, CommandError
 from doow_track_agent.modes.pipe import outbox
-from doow_track_agent.modes.pipe.run import PipeOptions, PipeRun, Summary, summary_line
+from doow_track_agent.modes.pipe.run import PipeOptions, PipeRun, Summary, summary_line, unwritten_line
 
 
 def add_delivery_options(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +39,10 @@ def add_delivery_options(parser: argparse.ArgumentParser) -> None:
     tuning.add_argument("--concurrency", type=int, metavar="N", help="requests in flight (default 4)")
     tuning.add_argument("--attribution", action="append", default=[], metavar="KEY=VALUE", type=attribution_pair,
                         help="default attribution for every event (repeatable; the event's own wins)")
+    tuning.add_argument("--run-id", metavar="NAME",
+                        help="derive each event's event_id from NAME, the line number and the line's bytes, so "
+                             "that re-running the same input under the same NAME (after kill -9, a crash) "
+                             "cannot bill an event twice; lines with their own event_id keep it")
     output = parser.add_argument_group("outcome")
     output.add_argument("--dry-run", action="store_true", help="validate every line, send nothing")
     output.add_argument("--outbox", metavar="FILE",
@@ -107,7 +111,7 @@ def deliver_lines(settings: config.Settings, stream, args: argparse.Namespace,
     options = PipeOptions(
         outbox_path=args.outbox or outbox.default_path(env, "outbox"),
         rejects_path=args.rejects or outbox.default_path(env, "rejects"),
-        dry_run=dry_run, quiet=args.quiet,
+        dry_run=dry_run, quiet=args.quiet, run_id=args.run_id,
         progress=sys.stderr.isatty() and not args.quiet and not args.json,
     )
     try:
@@ -140,6 +144,9 @@ def resend_command(args: argparse.Namespace, env: Mapping[str, str], path: str) 
 
 def report(summary: Summary, args: argparse.Namespace, dry_run: bool, env: Mapping[str, str]) -> None:
     """Summary on stderr; with --json, the machine-readable object on stdout."""
+    lost = unwritten_line(summary)
+    if lost:  # even with --quiet: these events are nowhere but in the input
+        sys.stderr.write(f"doow-track: {lost}\n")
     if not args.quiet:
         sys.stderr.write(f"doow-track: {summary_line(summary, dry_run)}\n")
         if summary.outbox:

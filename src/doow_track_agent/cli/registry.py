@@ -40,7 +40,8 @@ commands:
 {commands}
 
 exit status: 0 ok, 64 usage, 65 some events invalid or rejected, 69 agent
-unavailable, 75 delivery failed (see the outbox), 77 key rejected, 78 bad config.
+unavailable, 70 internal error (undelivered events in the outbox), 75 delivery
+failed or interrupted (see the outbox), 77 key rejected, 78 bad config.
 Run 'doow-track COMMAND --help' for a command's options.
 """
 

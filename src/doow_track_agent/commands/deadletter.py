@@ -12,13 +12,16 @@ import io
 import json
 import sys
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional, Set, Tuple, TypeVar
 
 from doow_track_agent import client, exits
 from doow_track_agent.buffers import spool_offline
 from doow_track_agent.buffers.spool_file import SpoolFormatError
 from doow_track_agent.cli import options
+from doow_track_agent.buffers.spool_offline import DeadLetter
 from doow_track_agent.intake import wire
+
+T = TypeVar("T")
 
 EPILOG = """\
 examples:
@@ -49,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _entry(letter: spool_offline.DeadLetter) -> dict:
+def _entry(letter: DeadLetter) -> dict:
     event = json.loads(letter.body)
     measurement = event["measurements"][0]
     return {"event_id": letter.event_id, "reason": letter.reason,
@@ -58,41 +61,64 @@ def _entry(letter: spool_offline.DeadLetter) -> dict:
             "license_id": event["license_id"], "occurred_at": event["occurred_at"]}
 
 
-def _list(args: argparse.Namespace, letters: List[spool_offline.DeadLetter], total: int) -> int:
-    entries = [_entry(letter) for letter in letters]
+def _decoded(letters: List[DeadLetter], make: Callable[[DeadLetter], T]) -> Tuple[List[Tuple[DeadLetter, T]], List[str]]:
+    """Each letter with ``make(letter)``; the ids of letters that cannot be decoded are skipped and returned."""
+    good: List[Tuple[DeadLetter, T]] = []
+    skipped: List[str] = []
+    for letter in letters:
+        try:
+            good.append((letter, make(letter)))
+        except (ValueError, KeyError, IndexError, TypeError):  # UnicodeDecodeError is a ValueError
+            skipped.append(letter.event_id)
+    if skipped:
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        sys.stderr.write(f"doow-track deadletter: skipped {len(skipped)} dead letter(s) whose stored body cannot be "
+                         f"decoded: {', '.join(skipped[:5])}{more}\n")
+    return good, skipped
+
+
+def _list(args: argparse.Namespace, letters: List[DeadLetter], total: int) -> int:
+    decoded, skipped = _decoded(letters, _entry)
+    entries = [entry for _, entry in decoded]
     human = [f"{total} dead letter(s)"] + [
         f"{e['at']} {e['event_id']} {e['metric']}={e['quantity']} {e['license_id']}: {e['reason']}" for e in entries]
-    options.emit(args, {"dead_letters": total, "events": entries}, "\n".join(human))
+    options.emit(args, {"dead_letters": total, "events": entries, "undecodable": skipped}, "\n".join(human))
     return exits.EX_OK
 
 
-def _as_input(letters: List[spool_offline.DeadLetter]) -> bytes:
-    """Dead letters as input lines: re-sent, each keeps its event_id."""
-    return b"".join(wire.to_input_line(letter.body) + b"\n" for letter in letters)
+def _input_line(letter: DeadLetter) -> bytes:
+    """A dead letter as an input line: re-sent, it keeps its event_id."""
+    return wire.to_input_line(letter.body) + b"\n"
 
 
-def _export(args: argparse.Namespace, letters: List[spool_offline.DeadLetter]) -> int:
-    lines = _as_input(letters)
+def _export(args: argparse.Namespace, letters: List[DeadLetter]) -> int:
+    decoded, _ = _decoded(letters, _input_line)
+    lines = b"".join(line for _, line in decoded)
     if args.output:
         with open(args.output, "wb") as handle:
             handle.write(lines)
-        sys.stderr.write(f"doow-track: {len(letters)} dead letter(s) written to {args.output}\n")
+        sys.stderr.write(f"doow-track: {len(decoded)} dead letter(s) written to {args.output}\n")
     else:
         sys.stdout.buffer.write(lines)
+        sys.stdout.flush()
     return exits.EX_OK
 
 
-def _retry(args: argparse.Namespace, letters: List[spool_offline.DeadLetter], conn, socket_path: Optional[str]) -> int:
+def _retry(args: argparse.Namespace, letters: List[DeadLetter], conn, socket_path: Optional[str]) -> int:
     if not socket_path:
         sys.stderr.write("doow-track deadletter retry: no socket: pass --socket\n")
         return exits.EX_USAGE
-    stream = io.BytesIO(_as_input(letters))
-    result = client.through_agent(stream, socket_path, timeout=60.0)
-    accepted = set(result["event_ids"] or [])
-    spool_offline.forget_dead_letters(conn, [letter.id for letter in letters if letter.event_id in accepted])
-    summary = {"retried": len(letters), "accepted": result["accepted"], "invalid": result["invalid"],
-               "errors": result["errors"], "exit_code": result["exit_code"]}
-    options.emit(args, summary, f"{result['accepted']} of {len(letters)} dead letter(s) handed back to the agent")
+    decoded, skipped = _decoded(letters, _input_line)
+    acknowledged: Set[str] = set()
+    result = client.through_agent(io.BytesIO(b"".join(line for _, line in decoded)), socket_path, timeout=60.0,
+                                  acknowledged=acknowledged)
+    handed_back = [letter.id for letter, _ in decoded if letter.event_id in acknowledged]
+    spool_offline.forget_dead_letters(conn, handed_back)
+    summary = {"retried": len(decoded), "accepted": result["accepted"], "removed": len(handed_back),
+               "undecodable": skipped, "invalid": result["invalid"], "errors": result["errors"],
+               "exit_code": result["exit_code"]}
+    options.emit(args, summary, f"{len(handed_back)} of {len(letters)} dead letter(s) handed back to the agent "
+                                f"and removed from the table")
     return int(result["exit_code"])
 
 

@@ -222,6 +222,12 @@ class Pump:
         except asyncio.CancelledError:
             self.sink.deferred(events, "shutdown deadline reached before delivery")
             raise
+        except Exception as error:  # a bug while sending must still leave each event with an outcome
+            log.error("batch of %d event(s): internal error while delivering: %r; events kept",
+                      len(events), error, exc_info=True)
+            self.stats.failed(f"internal error while delivering: {type(error).__name__}: {error}")
+            self.sink.deferred(events, f"internal error while delivering: {type(error).__name__}: {error}")
+            return
         if halves:
             await asyncio.gather(self.deliver(halves[0]), self.deliver(halves[1]))
 
@@ -234,20 +240,23 @@ class Pump:
                 return None
             attempt += 1
             reply = await self._post(batch_id, events)
-            if reply.kind == replies.TOO_LARGE and len(events) > 1:
+            if reply.kind in (replies.TOO_LARGE, replies.INVALID) and len(events) > 1:
+                # Halves until the refused events are alone: the good ones of the batch still go through.
                 return events[:len(events) // 2], events[len(events) // 2:]
             if self._settle(events, reply):
                 return None
             exhausted = bool(self.max_attempts and attempt >= self.max_attempts)
-            if self.halt_on_failure and (exhausted or reply.kind == replies.KEY) and not self.halted:
+            fatal = reply.kind in (replies.KEY, replies.MISDIRECTED)
+            if self.halt_on_failure and (exhausted or fatal) and not self.halted:
                 self.halted = reply.reason
                 log.warning("stopping delivery: %s", reply.reason)
                 self.wake()
             if self.halted or exhausted or self._past_deadline():
                 self.sink.deferred(events, f"not delivered after {attempt} attempt(s): {reply.reason}")
                 return None
-            if reply.kind == replies.KEY:
-                log.error("API key rejected (%s); events stay queued, retrying in %ds or on reload",
+            if fatal:
+                log.error("%s (%s); events stay queued, retrying in %ds or on reload",
+                          "API key rejected" if reply.kind == replies.KEY else "endpoint misconfigured",
                           reply.reason, KEY_RETRY_SECONDS)
                 await self._pause(KEY_RETRY_SECONDS)
                 continue
@@ -271,7 +280,7 @@ class Pump:
             self.sink.delivered(accepted)
             if rejected:
                 self.sink.rejected(rejected)
-        elif reply.kind in (replies.REJECTED, replies.TOO_LARGE):
+        elif reply.kind in (replies.REJECTED, replies.TOO_LARGE, replies.INVALID):
             self.stats.last_error = reply.reason  # the data was refused; deliveries themselves still work
             self.stats.rejected += len(events)
             self.sink.rejected([(event, reply.reason) for event in events])
@@ -300,9 +309,10 @@ class Pump:
         try:
             async with self._client.stream("POST", wire.INGEST_PATH, content=body, headers=headers) as response:
                 answer = await _read_capped(response)
-                return replies.classify(response.status_code, dict(response.headers), answer)
-        except (httpx.HTTPError, ssl.SSLError) as error:
-            # A TLS alert after the handshake (mutual TLS refused) can escape httpx as a bare ssl.SSLError.
+                return replies.classify(response.status_code, dict(response.headers), answer,
+                                        {event.event_id for event in events})
+        except Exception as error:  # not only httpx.HTTPError: a bad port or IDNA raises others, and a TLS
+            # alert after the handshake (mutual TLS refused) escapes as a bare ssl.SSLError; all mean "not sent".
             return replies.unreachable(error, http_client.explain(error, self._settings, await self._untrusted(error)))
 
     async def _untrusted(self, error: Exception) -> Optional[str]:

@@ -10,6 +10,7 @@ event gets its ``event_id`` and ``occurred_at`` here, once, never later.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import time
@@ -27,6 +28,8 @@ _INF = math.inf
 # Billing APIs de-duplicate on event_id for about a day; a replay older than that may count twice.
 DEDUP_WINDOW_SECONDS = 24 * 3600
 _SPACED_COLON = re.compile(rb'"\s+:')
+_BOM = b"\xef\xbb\xbf"
+log = logging.getLogger(__name__)
 
 
 class Accepted(NamedTuple):
@@ -42,7 +45,7 @@ class Invalid(NamedTuple):
     line: int
     path: str
     message: str
-    kind: str  # json | schema | secret | size | encoding
+    kind: str  # json | schema | secret | size | encoding | internal
 
 
 def _text(value: Any, longest: int) -> bool:
@@ -175,25 +178,42 @@ class Intake:
 
         ``event_id`` is the id the event gets when the line has none (a tailed
         file derives one from the line's place, so a re-read gets it again).
+        Never raises: whatever goes wrong while one line is judged makes that
+        line Invalid (kind ``internal`` for the unforeseen), never its neighbours.
         """
+        try:
+            return self._judge(raw, line, event_id)
+        except RecursionError:
+            return Invalid(line, "$", "invalid JSON: nested too deeply", "json")
+        except Exception as exc:  # a bug in intake costs this one line, reported, never the run
+            log.error("line %d: internal error while judging it: %r", line, exc, exc_info=True)
+            return Invalid(line, "$", f"internal error while judging this line: {type(exc).__name__}: {exc}",
+                           "internal")
+
+    def _judge(self, raw: bytes, line: int, event_id: Optional[str]) -> Union[Accepted, Invalid, None]:
         raw = raw.strip()
+        if raw[:3] == _BOM:  # editors on Windows start files with one; concatenated files carry it mid-stream
+            raw = raw[3:].lstrip()
         if not raw:
             return None
         if len(raw) > policy.MAX_LINE_BYTES:
-            return Invalid(line, "$", f"line is {len(raw)} bytes; at most {policy.MAX_LINE_BYTES} allowed", "size")
+            # Sources keep only the first limit + 1 bytes of an overlong line: its real length is unknown here.
+            return Invalid(line, "$", f"line is longer than {policy.MAX_LINE_BYTES // 1024} KiB "
+                                      f"(at most {policy.MAX_LINE_BYTES} bytes allowed)", "size")
         try:
             event = parse_line(raw)
         except UnicodeDecodeError as exc:
             return Invalid(line, "$", f"not UTF-8 ({exc.reason} at byte {exc.start})", "encoding")
         except ValueError as exc:
             return Invalid(line, "$", f"invalid JSON: {exc}", "json")
-        except RecursionError:
-            return Invalid(line, "$", "invalid JSON: nested too deeply", "json")
         return self.accept_event(event, raw, line, event_id)
 
     def accept_event(self, event: Any, raw: bytes, line: int,
                      event_id: Optional[str] = None) -> Union[Accepted, Invalid]:
-        """Judge an already-parsed event (``raw`` is its text, for the secret scan)."""
+        """Judge an already-parsed event (``raw`` is its text, for the secret and encoding scans)."""
+        unencodable = policy.encoding_problem(raw, event)
+        if unencodable:
+            return Invalid(line, unencodable[0], unencodable[1], "encoding")
         if not precheck(event):
             found = problems("event", event)
             if found:
@@ -201,6 +221,9 @@ class Intake:
                 more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
                 # Schema messages quote the offending value, which may be a key pasted in the wrong field.
                 return Invalid(line, path, redact.scrub_keys(message) + more, "schema")
+        unprintable = policy.name_problem(event)
+        if unprintable:
+            return Invalid(line, unprintable[0], unprintable[1], "schema")
         secret = policy.find_secret(raw, event)
         if secret:
             return Invalid(line, secret[0], f"value looks like {secret[1]}; never send secrets as event data", "secret")

@@ -25,6 +25,9 @@ _SECRET_KINDS = (
 )
 _SECRETS = [(kind, re.compile(pattern)) for kind, pattern in _SECRET_KINDS]
 _MARKERS = re.compile(rb"dk_|Bearer|eyJ|AKIA|ASIA|PRIVATE KEY|\\")
+# Only a \\u escape can put a lone surrogate in a parsed string: raw UTF-8 cannot encode one.
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def secret_kind(text: str) -> Optional[str]:
@@ -55,6 +58,35 @@ def find_secret(raw: bytes, event: dict) -> Optional[Tuple[str, str]]:
         kind = secret_kind(text)
         if kind:
             return path, kind
+    return None
+
+
+def encoding_problem(raw: bytes, event: Any) -> Optional[Tuple[str, str]]:
+    """Return ``(json_path, reason)`` when a string (key or value) cannot be encoded as UTF-8.
+
+    JSON's ``\\ud800`` escape parses to a lone UTF-16 surrogate, which no
+    UTF-8 encoder (the API's storage included) accepts; caught here, not by a 500.
+    """
+    if _ESCAPED_SURROGATE.search(raw) is None:
+        return None
+    for path, text in _strings(event, "$"):
+        found = _SURROGATE.search(text)
+        if found:
+            return path, (f"contains a lone UTF-16 surrogate (U+{ord(found.group()):04X}), "
+                          "which cannot be encoded as UTF-8")
+    return None
+
+
+def name_problem(event: dict) -> Optional[Tuple[str, str]]:
+    """Return ``(json_path, reason)`` when license_id holds a character the API refuses in names.
+
+    The schema keeps out C0 controls; the API also refuses other non-printable
+    characters (C1 controls, line and paragraph separators, format characters).
+    """
+    license_id = event.get("license_id")
+    if type(license_id) is str and not license_id.isprintable():
+        bad = next(char for char in license_id if not char.isprintable())
+        return "$.license_id", f"contains the non-printable character U+{ord(bad):04X}; names must be printable"
     return None
 
 

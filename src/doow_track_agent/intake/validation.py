@@ -21,7 +21,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterator, List, NamedTuple, Optional
+from typing import Any, Iterator, List, NamedTuple, Optional, Union
 
 import jsonschema
 from jsonschema import Draft202012Validator, FormatChecker
@@ -38,9 +38,21 @@ def parse_rfc3339(value: str) -> Optional[datetime]:
     Stricter than ``datetime.fromisoformat``: a time zone is required, since an
     event without one would be billed at a guessed time.
     """
+    parsed = _parse_rfc3339(value)
+    return parsed if isinstance(parsed, datetime) else None
+
+
+def rfc3339_problem(value: str) -> Optional[str]:
+    """Why ``value`` is not a usable RFC 3339 timestamp (the message quotes it), or None."""
+    parsed = _parse_rfc3339(value)
+    return None if isinstance(parsed, datetime) else parsed
+
+
+def _parse_rfc3339(value: str) -> Union[datetime, str]:
+    """The UTC datetime, or the reason there is none."""
     match = _RFC3339.match(value)
     if match is None:
-        return None
+        return f"{value!r} is not an RFC 3339 date-time with a time zone (e.g. 2026-11-24T10:00:00Z)"
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     micros = int((fraction or ".0")[1:7].ljust(6, "0"))
     if zone in ("Z", "z"):
@@ -49,16 +61,19 @@ def parse_rfc3339(value: str) -> Optional[datetime]:
         sign = -1 if zone[0] == "-" else 1
         hours, minutes = int(zone[1:3]), int(zone[4:6])
         if hours > 23 or minutes > 59:
-            return None
+            return f"{value!r} has an impossible time zone offset {zone}"
         offset = sign * timedelta(hours=hours, minutes=minutes)
+    if int(second) > 60:
+        return f"{value!r} is not a valid date or time"
     try:
         local = datetime(int(year), int(month), int(day), int(hour), int(minute),
                          min(int(second), 59), micros, tzinfo=timezone(offset))
     except ValueError:
-        return None
-    if int(second) > 60:
-        return None
-    return local.astimezone(timezone.utc)
+        return f"{value!r} is not a valid date or time"
+    try:
+        return local.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is a year-0 instant in UTC
+        return f"{value!r} is out of range: in UTC it falls outside 0001-01-01 to 9999-12-31"
 
 
 def _is_finite_number(_checker: Any, instance: Any) -> bool:
@@ -142,8 +157,7 @@ def _problems(error: jsonschema.ValidationError) -> List[Problem]:
         return [Problem(f"{where}.{key}", _unknown_key_message(key, allowed))
                 for key in error.instance if key not in allowed]
     if error.validator == "format":
-        return [Problem(where, f"{error.instance!r} is not an RFC 3339 date-time with a time zone "
-                               "(e.g. 2026-11-24T10:00:00Z)")]
+        return [Problem(where, rfc3339_problem(error.instance) or f"{error.instance!r} is not a date-time")]
     return [Problem(where, error.message)]
 
 

@@ -9,10 +9,12 @@ limits are Doow's (docs/protocol.md, "Ingest").
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
 import time
+import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
@@ -53,10 +55,24 @@ def new_uuid4() -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
+_DERIVED = uuid.UUID("6f1c52c4-0d55-4d0c-9a0e-9c1b2d7f4e61")
+
+
+def derived_id(key: str, place: int, raw: bytes) -> str:
+    """An event_id that the same line gets whenever it is read again: a UUIDv5 of where it is and what it says.
+
+    ``key`` names the input (a tailed file's fingerprint, a pipe-mode ``--run-id``),
+    ``place`` is where in it (a byte offset, a line number).
+    """
+    return str(uuid.uuid5(_DERIVED, f"{key}:{place}:{hashlib.sha256(raw).hexdigest()}"))
+
+
 def format_timestamp(moment: datetime) -> str:
     """Render an aware datetime as the API's ``2026-11-24T10:00:00.000Z``."""
     utc = moment.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # Not strftime: its %Y drops the zero padding of years before 1000 on glibc ("1-01-01").
+    return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}."
+            f"{utc.microsecond // 1000:03d}Z")
 
 
 class Clock:

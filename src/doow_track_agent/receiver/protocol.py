@@ -28,6 +28,7 @@ _ISO_8601 = re.compile(
     r"(?:Z|[+-](?:[01]\d|2[0-3]):?[0-5]\dZ?)"
 )
 _INF = float("inf")
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 _NUMBER = (int, float)
 _OPTIONAL_STR = (str, type(None))
 _OPTIONAL_OBJECT = (dict, type(None))
@@ -94,7 +95,21 @@ def parse_batch(data: bytes, max_events: int = MAX_EVENTS) -> Batch:
         raise ProtocolError(400, "missing_events", "events must be a non-empty list")
     if len(events) > max_events:
         raise ProtocolError(413, "too_many_events", f"{len(events)} events; at most {max_events} per request")
+    if _ESCAPED_SURROGATE.search(data):
+        _refuse_unstorable(events)
     return Batch(batch_id, events)
+
+
+def _refuse_unstorable(events: List[Any]) -> None:
+    """A lone surrogate (``"\\ud800"``) parses, but no UTF-8 store can keep it: 400, naming the event."""
+    for position, event in enumerate(events):
+        try:
+            json.dumps(event, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            name = _event_id_of(event)
+            which = f"event {name!r}" if name and name.isprintable() else f"event at position {position}"
+            raise ProtocolError(400, "invalid_unicode",
+                                f"{which} holds a lone UTF-16 surrogate, which cannot be stored as UTF-8") from None
 
 
 def event_problem(event: Any, licenses: Optional[Collection[str]] = None) -> Optional[str]:

@@ -36,16 +36,17 @@ import hashlib
 import logging
 import os
 import time
-import uuid
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from doow_track_agent.buffers.checkpoints import Checkpoint
 from doow_track_agent.buffers.spool import Spool, SpoolError
+from doow_track_agent.intake import wire
 from doow_track_agent.config import Settings
 from doow_track_agent.intake.events import Accepted, Intake, Invalid
 from doow_track_agent.intake.policy import MAX_LINE_BYTES
 from doow_track_agent.sources.pacing import pace
 from doow_track_agent.stats import Source, Stats
+from doow_track_agent.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ FINGERPRINT_BYTES = 1024
 TAIL_BYTES = 64
 ROTATED_GRACE = 5.0      # seconds a rotated-away file stays open at its end for late writes
 RETRY_SECONDS = 1.0      # after a spool error or a full spool
-_NAMESPACE = uuid.UUID("6f1c52c4-0d55-4d0c-9a0e-9c1b2d7f4e61")
 _MAGIC = frozenset("*?[")
 
 Identity = Tuple[int, int]  # (st_dev, st_ino)
@@ -71,7 +71,7 @@ def patterns(settings: Settings) -> List[str]:
 
 def line_event_id(key: str, offset: int, raw: bytes) -> str:
     """The id a line gets wherever and however often it is read: its file, its place, its bytes."""
-    return str(uuid.uuid5(_NAMESPACE, f"{key}:{offset}:{hashlib.sha256(raw).hexdigest()}"))
+    return wire.derived_id(key, offset, raw)
 
 
 def _digest(data: bytes) -> str:
@@ -160,18 +160,26 @@ class FileTail:
         self._stop = asyncio.Event()
         self._task: Optional["asyncio.Future[None]"] = None
         self._paused = False
+        self.failure: Optional[str] = None  # why the last poll failed, for /status and /readyz
 
     # -- life cycle -------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, tasks: Optional[Supervisor] = None) -> None:
+        """Start polling, as a task of ``tasks`` (whose owner learns if it dies)."""
         self._saved = {(row.dev, row.ino): row for row in self.spool.checkpoints()}
-        self._task = asyncio.ensure_future(self._run())
+        work = self._run()
+        self._task = tasks.start(work, "file tail") if tasks is not None else asyncio.ensure_future(work)
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: "asyncio.Future[None]") -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.failure = f"stopped: {type(task.exception()).__name__}: {task.exception()}"
 
     async def stop(self) -> None:
         """Stop after the chunk being committed, if any; close every file."""
         self._stop.set()
         if self._task is not None:
-            await self._task
+            await asyncio.gather(self._task, return_exceptions=True)
         for tailed in self._files.values():
             tailed.close()
         self._files.clear()
@@ -193,17 +201,30 @@ class FileTail:
         return out
 
     async def _run(self) -> None:
-        self._recover()
+        recovered = False
         while not self._stop.is_set():
             try:
+                if not recovered:
+                    self._recover()
+                    recovered = True
                 self._discover()
                 await self._read_all()
                 self._close_finished()
+                self._failing(None)
             except OSError as error:  # a file vanished or became unreadable between two calls
                 log.warning("file tail: %s", error)
-            except Exception:  # a bug here must not silently end the source: log it, poll again
-                log.exception("file tail: unexpected error; polling again")
+            except Exception as error:  # a bug here must not silently end the source: shown failing, polled again
+                self._failing(f"{type(error).__name__}: {error}", error)
             await self._sleep(self.poll)
+
+    def _failing(self, reason: Optional[str], error: Optional[BaseException] = None) -> None:
+        """Record (and log once) why polling fails; None once a poll round went through."""
+        if reason is not None and reason != self.failure:
+            log.error("file tail: unexpected error (%s); shown in /status and /readyz, polling again",
+                      reason, exc_info=error)
+        elif reason is None and self.failure is not None:
+            log.info("file tail: polling works again")
+        self.failure = reason
 
     # -- which files ----------------------------------------------------------------
 
@@ -314,6 +335,29 @@ class FileTail:
         for tailed in sorted(self._files.values(), key=lambda item: item.matched):
             while not self._stop.is_set() and await self._read_chunk(tailed):
                 pass
+            if not tailed.matched and time.monotonic() - tailed.idle_since > ROTATED_GRACE:
+                await self._finish_unterminated(tailed)
+
+    async def _finish_unterminated(self, tailed: _File) -> None:
+        """A rotated file whose last line never got its newline: after the grace it never will.
+
+        The bytes are judged as a line: a whole valid event is delivered (a
+        writer that omits the final newline is common; a torn write does not
+        parse), anything else is reported as that line's error.  Either way a
+        warning names the file, the offset and the byte count, and the file
+        can then be closed.
+        """
+        size = os.fstat(tailed.fd).st_size
+        if size <= tailed.offset or size - tailed.offset > MAX_LINE_BYTES:
+            return  # nothing left, or an overlong line still being looked at by _read_chunk
+        rest = os.pread(tailed.fd, size - tailed.offset, tailed.offset)
+        if b"\n" in rest:
+            return
+        log.warning("%s: %d byte(s) at offset %d have no final newline %.0fs after the file was rotated; "
+                    "judging them as the last line (delivered if they are a whole valid event)",
+                    tailed.path, len(rest), tailed.offset, ROTATED_GRACE)
+        accepted, line = self._judge(tailed, rest + b"\n")
+        await self._commit(tailed, accepted, size, line)
 
     async def _read_chunk(self, tailed: _File) -> bool:
         """Spool the next block of complete lines with its checkpoint; False when nothing more now."""

@@ -7,7 +7,8 @@ for intake to say it is too long) and the rest is skipped up to its newline.
 
 from __future__ import annotations
 
-from typing import BinaryIO, Iterator, List, Tuple
+import os
+from typing import BinaryIO, Callable, Iterator, List, Tuple
 
 from doow_track_agent.intake.policy import MAX_LINE_BYTES
 
@@ -54,6 +55,21 @@ class LineSplitter:
             self._overlong = True
 
 
+def _raw_reader(stream: BinaryIO) -> Callable[[int], bytes]:
+    """``os.read`` on the stream's descriptor when it has one, else its ``read1``/``read``.
+
+    A thread blocked in a buffered read holds the buffer's lock: if the
+    process ends meanwhile (a signal, a rejected key, stdin a FIFO whose
+    writer stays open), the interpreter aborts on that lock at shutdown
+    ("_enter_buffered_busy").  A plain system call holds no lock.
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return getattr(stream, "read1", stream.read)
+    return lambda size: os.read(fd, size)
+
+
 def read_lines(stream: BinaryIO, block: int = 256 * 1024) -> Iterator[List[Line]]:
     """Read a binary stream in blocks; yield the lines of each block together.
 
@@ -61,7 +77,7 @@ def read_lines(stream: BinaryIO, block: int = 256 * 1024) -> Iterator[List[Line]
     batches, while a slow trickle is still passed on as soon as it arrives.
     """
     splitter = LineSplitter()
-    read = getattr(stream, "read1", stream.read)
+    read = _raw_reader(stream)
     while True:
         data = read(block)
         if not data:

@@ -46,6 +46,8 @@ class Observed(Protocol):
 
     def file_figures(self) -> List[dict]: ...
 
+    def failures(self) -> List[str]: ...
+
 
 def _iso(epoch: Optional[float]) -> Optional[str]:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) if epoch is not None else None
@@ -63,6 +65,7 @@ def not_ready_reasons(agent: Observed) -> List[str]:
         reasons.append(f"deliveries failing: {stats.last_error}")
     if agent.spool.full:
         reasons.append("spool full: new events are refused")
+    reasons += agent.failures()
     return reasons
 
 

@@ -34,7 +34,7 @@ import daemon
 import daemon.daemon
 
 from doow_track_agent import __version__, config
-from doow_track_agent.buffers.spool import Spool, SpoolError
+from doow_track_agent.buffers.spool import Spool, SpoolError, SpoolLocked
 from doow_track_agent.config import ConfigError, Settings
 from doow_track_agent.delivery import http_client
 from doow_track_agent.delivery.pump import Pump
@@ -49,6 +49,7 @@ from doow_track_agent.sources.producers import Producers
 from doow_track_agent.sources.tcp import TcpSource, address, require_token
 from doow_track_agent.sources.unix_socket import UnixSource
 from doow_track_agent.stats import Stats
+from doow_track_agent.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ class Agent:
         self._tail: Optional[FileTail] = None
         self._signals: List[int] = []
         self._wake: Optional[asyncio.Event] = None
+        self._tasks = Supervisor()
 
     # signals: note and wake, nothing more
 
@@ -215,8 +217,11 @@ class Agent:
             raise StartupError(EX_CONFIG, str(error)) from None
         try:
             self.spool.open()
+        except SpoolLocked as error:
+            raise StartupError(EX_UNAVAILABLE, str(error)) from None
         except SpoolError as error:
             raise StartupError(getattr(error, "code", EX_TEMPFAIL), str(error)) from None
+        self.spool.on_failure = lambda _reason: self._wake.set() if self._wake else None
         self._producers = Producers(self.spool, self.stats, Intake(settings.attribution))
         self._unix, self._tcp, self._health = await self._listeners(settings)
         self._pump = Pump(settings, self.spool, self.spool, self.stats, max_attempts=None, halt_on_failure=False)
@@ -269,11 +274,20 @@ class Agent:
             self._tail.intake = self._producers.intake
         elif paths:
             self._tail = FileTail(paths, self.spool, self.stats, self._producers.intake)
-            self._tail.start()
+            self._tail.start(self._tasks)
 
     def file_figures(self) -> List[dict]:
         """The tailed files, for ``/status``."""
         return self._tail.figures() if self._tail is not None else []
+
+    def failures(self) -> List[str]:
+        """Parts that cannot go on (the spool writer, the file tail), for ``/status`` and ``/readyz``."""
+        found = []
+        if self.spool.failure:
+            found.append(f"spool writer stopped: {self.spool.failure}")
+        if self._tail is not None and self._tail.failure:
+            found.append(f"file tail failing: {self._tail.failure}")
+        return found
 
     def _unix_for(self, settings: Settings) -> Optional[UnixSource]:
         old = self._unix
@@ -308,7 +322,7 @@ class Agent:
 
     async def _run_until_stopped(self) -> int:
         assert self._pump is not None and self._wake is not None
-        pump = asyncio.ensure_future(self._pump.run())
+        pump = self._tasks.start(self._pump.run(), "delivery")
         pump.add_done_callback(lambda _: self._wake.set() if self._wake else None)
         status = EX_OK
         while True:
@@ -316,6 +330,11 @@ class Agent:
             self._wake.clear()
             if pump.done():
                 status = self._pump_failure(pump)
+                break
+            if self.spool.failure:
+                log.critical("the spool cannot store events any more (%s); exiting so the service manager "
+                             "restarts the agent; committed events are kept", self.spool.failure)
+                status = EX_SOFTWARE
                 break
             signals, self._signals = self._signals, []
             if any(signum != signal.SIGHUP for signum in signals):
@@ -330,7 +349,7 @@ class Agent:
     def _pump_failure(pump: "asyncio.Future[None]") -> int:
         error = pump.exception() if not pump.cancelled() else None
         log.critical("delivery stopped unexpectedly (%r); exiting so the service manager restarts the agent; "
-                     "spooled events are kept", error, exc_info=error)
+                     "spooled events are kept", error)
         return EX_SOFTWARE
 
     async def reload(self) -> None:

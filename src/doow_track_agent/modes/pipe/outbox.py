@@ -12,10 +12,12 @@ import json
 import os
 import threading
 import time
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, List, Mapping, Optional
 
 from doow_track_agent import locations
 from doow_track_agent.intake import wire
+
+_CHUNK_LINES = 256
 
 
 
@@ -26,40 +28,92 @@ def default_path(env: Mapping[str, str], kind: str) -> str:
 
 
 class LineFile:
-    """An append-only NDJSON file, created (mode 0600) only when the first line arrives."""
+    """An append-only NDJSON file, created (mode 0600) only when the first line arrives.
+
+    It only ever holds whole lines: a write that fails (disk full, quota) is
+    cut back to the last complete line, and the caller learns which lines did
+    not make it, so that they can be reported rather than silently lost.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.lines = 0
-        self._handle = None
+        self.error: Optional[str] = None
+        self._fd: Optional[int] = None
+        self._size = 0
         self._lock = threading.Lock()
 
-    def write(self, lines: Iterable[bytes]) -> None:
+    def write(self, lines: Iterable[bytes]) -> int:
+        """Append lines; returns how many of them (from the first) were written, the rest were not."""
         with self._lock:
-            for line in lines:
-                if self._handle is None:
-                    self._handle = _open_private(self.path)
-                self._handle.write(line + b"\n")
-                self.lines += 1
+            pending = list(lines)
+            written = 0
+            while written < len(pending):
+                chunk = pending[written:written + _CHUNK_LINES]
+                done = self._append(chunk)
+                written += done
+                if done < len(chunk):
+                    break
+            self.lines += written
+            return written
+
+    def _append(self, chunk: List[bytes]) -> int:
+        """Write a chunk at once, or line by line when that fails, to know exactly what fits."""
+        if self.error is not None:
+            return 0
+        try:
+            if self._fd is None:
+                self._fd = _open_private(self.path)
+                self._size = os.lseek(self._fd, 0, os.SEEK_END)
+            data = b"".join(line + b"\n" for line in chunk)
+            self._write_all(data)
+            return len(chunk)
+        except OSError as error:
+            self._cut_back()
+            if len(chunk) > 1:
+                written = 0
+                for line in chunk:
+                    if self._append([line]) == 0:
+                        break
+                    written += 1
+                return written
+            self.error = error.strerror or str(error)
+            return 0
+
+    def _write_all(self, data: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+        self._size += len(data)
+
+    def _cut_back(self) -> None:
+        """Drop the torn end of a failed write: the file ends with a whole line again."""
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                pass
 
     def close(self) -> None:
         """Flush to disk: these files are the only copy of what they hold."""
         with self._lock:
-            if self._handle is not None:
-                self._handle.flush()
-                os.fsync(self._handle.fileno())
-                self._handle.close()
-                self._handle = None
+            if self._fd is not None:
+                try:
+                    os.fsync(self._fd)
+                except OSError as error:
+                    self.error = self.error or f"cannot sync to disk: {error.strerror}"
+                os.close(self._fd)
+                self._fd = None
 
     @property
     def used(self) -> Optional[str]:
         return self.path if self.lines else None
 
 
-def _open_private(path: str):
+def _open_private(path: str) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    return os.fdopen(descriptor, "ab")
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
 
 
 def reject_line(wire_event: bytes, reason: str) -> bytes:

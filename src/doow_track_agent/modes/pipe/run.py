@@ -20,12 +20,13 @@ from typing import BinaryIO, Callable, Dict, List, Optional, TextIO, Tuple
 from doow_track_agent.buffers.memory import MemoryQueue
 from doow_track_agent.config import Settings
 from doow_track_agent.delivery.pump import Pump, Queued
-from doow_track_agent.exits import EX_DATAERR, EX_NOPERM, EX_OK, EX_TEMPFAIL
+from doow_track_agent.exits import EX_DATAERR, EX_NOPERM, EX_OK, EX_SOFTWARE, EX_TEMPFAIL
 from doow_track_agent.intake import wire
 from doow_track_agent.intake.events import Accepted, Intake, Invalid
 from doow_track_agent.modes.pipe import outbox
 from doow_track_agent.sources.lines import Line, read_lines
 from doow_track_agent.stats import Stats
+from doow_track_agent.supervise import Supervisor
 
 READ_AHEAD = 4
 READ_BLOCK = 64 * 1024
@@ -49,6 +50,7 @@ class Reader(threading.Thread):
         self._hand_over = hand_over
         self._slots = threading.Semaphore(READ_AHEAD)
         self._stopping = threading.Event()
+        self.error: Optional[str] = None  # why reading stopped before the end of the input
 
     def run(self) -> None:
         try:
@@ -58,6 +60,8 @@ class Reader(threading.Thread):
                 if lines is None:
                     break
                 self._hand_over(lines)
+        except Exception as error:  # EIO, a revoked terminal ...: an interruption, never an end of input
+            self.error = f"reading failed: {type(error).__name__}: {error}"
         finally:
             self._hand_over(None)
 
@@ -81,6 +85,7 @@ class PipeOptions:
     quiet: bool = False
     origin: str = "stdin"
     progress: bool = False
+    run_id: Optional[str] = None
 
 
 @dataclass
@@ -103,6 +108,11 @@ class Summary:
     rejects: Optional[str] = None
     interrupted: Optional[str] = None
     key_rejected: bool = False
+    internal_error: Optional[str] = None
+    unwritten: int = 0
+    unwritten_lines: List[List[int]] = field(default_factory=list)  # [first, last] runs of input lines
+    unwritten_lines_complete: bool = True
+    outbox_error: Optional[str] = None
 
     def as_json(self) -> dict:
         data = dict(self.__dict__)
@@ -129,15 +139,34 @@ class Ledger:
         self.summary.rejected += len(events)
         for event, reason in events:
             self._say(f"{self.origin}:{event.ref}: rejected by the API: {reason}")
-        self.rejects.write(outbox.reject_line(event.body, reason) for event, reason in events)
+        written = self.rejects.write(outbox.reject_line(event.body, reason) for event, reason in events)
+        if written < len(events):
+            self._say(f"cannot write {len(events) - written} refused event(s) to {self.rejects.path}: "
+                      f"{self.rejects.error}; their reasons are in the messages above")
 
     def deferred(self, events: List[Queued], reason: str) -> None:
         if not events:
             return
-        self.summary.outboxed += len(events)
-        self.outbox.write(wire.to_input_line(event.body) for event in events)
+        written = self.outbox.write(wire.to_input_line(event.body) for event in events)
+        self.summary.outboxed += written
+        if written < len(events):
+            self.unwritten(events[written:], self.outbox.error)
         if reason not in self.reasons:
             self.reasons.append(reason)
+
+    def unwritten(self, events: List[Queued], error: Optional[str]) -> None:
+        """Events neither delivered nor saved: counted and named by input line, to be re-sent from the input."""
+        summary = self.summary
+        summary.unwritten += len(events)
+        summary.outbox_error = summary.outbox_error or error
+        runs = summary.unwritten_lines
+        for event in events:
+            if runs and event.ref == runs[-1][1] + 1:
+                runs[-1][1] = event.ref
+            elif len(runs) < MAX_REPORTED_IDS:
+                runs.append([event.ref, event.ref])
+            else:
+                summary.unwritten_lines_complete = False
 
 
 class PipeRun:
@@ -153,6 +182,11 @@ class PipeRun:
         self.ledger = Ledger(self.summary, options, self.say)
         self.intake = Intake(settings.attribution)
         self._started = time.monotonic()
+        self._tasks = Supervisor(self._task_failed)
+        # Made inside the running loop (Python 3.9 binds asyncio objects to the loop they are made in).
+        self._memory: Optional[MemoryQueue] = None
+        self._blocks: "Optional[asyncio.Queue[Optional[List[Line]]]]" = None
+        self._reader: Optional[Reader] = None
 
     def say(self, text: str) -> None:
         """One diagnostic line on stderr (never the key: nothing here ever holds it)."""
@@ -162,25 +196,28 @@ class PipeRun:
             self.err.flush()
 
     def execute(self) -> Summary:
+        """Run to the end of the input; whatever happens, every line read has an outcome in the summary."""
         loop = asyncio.new_event_loop()
         try:
             loop.run_until_complete(self._run(loop))
+        except Exception as error:  # nobody foresaw it: exit 70, and still nothing read is lost
+            self._recover(loop, error)
         finally:
             loop.close()
         return self.summary
 
     async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
-        queue = MemoryQueue()
-        blocks: "asyncio.Queue[Optional[List[Line]]]" = asyncio.Queue()
-        reader = Reader(self.stream, lambda lines: loop.call_soon_threadsafe(blocks.put_nowait, lines))
+        self._memory = queue = MemoryQueue()
+        self._blocks = blocks = asyncio.Queue()
+        self._reader = reader = Reader(self.stream, lambda lines: loop.call_soon_threadsafe(blocks.put_nowait, lines))
         pump = Pump(self.settings, queue, self.ledger, self.stats,
                     max_attempts=self.settings.max_attempts, halt_on_failure=True)
         self._install_signals(loop, pump, reader, blocks)
-        progress = loop.create_task(self._progress()) if self.options.progress else None
+        progress = self._tasks.start(self._progress(), "progress line") if self.options.progress else None
         reader.start()
-        intake = loop.create_task(self._intake(blocks, queue, reader))
+        intake = self._tasks.start(self._intake(blocks, queue, reader), "intake")
         if self.options.dry_run:
-            await intake
+            await asyncio.wait({intake})
         else:
             await pump.run()
         if pump.halted and not self.summary.interrupted:
@@ -189,10 +226,45 @@ class PipeRun:
         intake.cancel()
         await asyncio.gather(intake, return_exceptions=True)
         await loop.run_in_executor(None, reader.join, 1.0)
+        self._note_read_error()
         self._outbox_the_rest(blocks, queue)
         if progress:
             progress.cancel()
-        self._finish(pump)
+        self._finish()
+
+    def _task_failed(self, name: str, error: BaseException) -> None:
+        """A task of this run died: stop reading; what was read goes to the outbox."""
+        if self.summary.internal_error is None:
+            self.summary.internal_error = f"{name}: {type(error).__name__}: {error}"
+        if self._reader is not None:
+            self._reader.stop()
+        if self._memory is not None:
+            self._memory.close()
+
+    def _note_read_error(self) -> None:
+        if self._reader is not None and self._reader.error and not self.summary.interrupted:
+            self.summary.interrupted = self._reader.error
+            self.say(f"{self.options.origin}: {self._reader.error} after line {self.summary.lines_read}")
+
+    def _recover(self, loop: asyncio.AbstractEventLoop, error: BaseException) -> None:
+        """The run's last resort: cancel what still runs (in-flight batches defer their events), outbox the rest."""
+        self.say(f"internal error: {type(error).__name__}: {error}; undelivered events go to the outbox")
+        if self.summary.internal_error is None:
+            self.summary.internal_error = f"{type(error).__name__}: {error}"
+        if self._reader is not None:
+            self._reader.stop()
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        try:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        except Exception:  # already reporting an internal error; the outbox below still runs
+            pass
+        self._note_read_error()
+        try:
+            self._outbox_the_rest(self._blocks, self._memory)
+        finally:
+            self._finish()
 
     async def _intake(self, blocks: "asyncio.Queue[Optional[List[Line]]]", queue: MemoryQueue,
                       reader: Reader) -> None:
@@ -212,21 +284,24 @@ class PipeRun:
     async def _queue(self, queue: MemoryQueue, accepted: List[Queued]) -> None:
         try:
             await queue.room.wait()
-        except asyncio.CancelledError:
-            self.ledger.deferred(accepted, self.summary.interrupted or "delivery stopped")
+            queue.put(accepted)
+        except BaseException:  # cancelled or broken: events in hand go to the outbox, not nowhere
+            self.ledger.deferred(accepted, self.summary.internal_error or self.summary.interrupted
+                                 or "delivery stopped")
             raise
-        queue.put(accepted)
 
-    def _outbox_the_rest(self, blocks: "asyncio.Queue[Optional[List[Line]]]", queue: MemoryQueue) -> None:
+    def _outbox_the_rest(self, blocks: "Optional[asyncio.Queue[Optional[List[Line]]]]",
+                         queue: Optional[MemoryQueue]) -> None:
         """Everything read but not delivered goes to the outbox: judged blocks, queued events."""
-        reason = self.summary.interrupted or "delivery stopped"
-        while not blocks.empty():
+        reason = self.summary.internal_error or self.summary.interrupted or "delivery stopped"
+        while blocks is not None and not blocks.empty():
             lines = blocks.get_nowait()
             if lines:
                 accepted = self._judge(lines)
                 if not self.options.dry_run:
                     self.ledger.deferred(accepted, reason)
-        self.ledger.deferred(queue.seal(), reason)
+        if queue is not None:
+            self.ledger.deferred(queue.seal(), reason)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop, pump: Pump, reader: Reader,
                          blocks: "asyncio.Queue[Optional[List[Line]]]") -> None:
@@ -238,7 +313,7 @@ class PipeRun:
             blocks.put_nowait(None)
             self.say(f"{name}: stopped reading; delivering what was read "
                      f"(up to {self.settings.shutdown_timeout:g}s), the rest goes to the outbox")
-            loop.create_task(pump.stop(time.monotonic() + self.settings.shutdown_timeout))
+            self._tasks.start(pump.stop(time.monotonic() + self.settings.shutdown_timeout), "stop on signal")
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, interrupted, signal.Signals(signum).name)
@@ -246,9 +321,9 @@ class PipeRun:
     def _judge(self, lines: List[Line]) -> List[Queued]:
         """Intake for one block of lines; the hot loop of pipe mode, so lookups are hoisted."""
         accepted: List[Queued] = []
-        summary, accept = self.summary, self.intake.accept
+        summary, accept, run_id = self.summary, self.intake.accept, self.options.run_id
         for number, raw in lines:
-            result = accept(raw, number)
+            result = accept(raw, number, wire.derived_id(f"run:{run_id}", number, raw) if run_id else None)
             if result is None:
                 continue
             if type(result) is Accepted:
@@ -279,10 +354,12 @@ class PipeRun:
                            f"invalid {s.invalid}, outboxed {s.outboxed}\x1b[K")
             self.err.flush()
 
-    def _finish(self, pump: Pump) -> None:
+    def _finish(self) -> None:
         s = self.summary
         self.ledger.outbox.close()
         self.ledger.rejects.close()
+        if self.ledger.outbox.error and not s.outbox_error:
+            s.outbox_error = self.ledger.outbox.error
         s.requests = self.stats.requests
         s.key_rejected = self.stats.key_rejected
         s.seconds = round(time.monotonic() - self._started, 3)
@@ -297,14 +374,27 @@ class PipeRun:
 
 
 def exit_code(summary: Summary) -> int:
-    """The most severe outcome wins: key rejected > not delivered > invalid or rejected."""
+    """The most severe outcome wins: internal error > key rejected > not delivered > invalid or rejected."""
+    if summary.internal_error:
+        return EX_SOFTWARE
     if summary.key_rejected:
         return EX_NOPERM
-    if summary.outboxed or summary.interrupted:
+    if summary.outboxed or summary.unwritten or summary.interrupted or summary.outbox_error:
         return EX_TEMPFAIL
     if summary.invalid or summary.rejected:
         return EX_DATAERR
     return EX_OK
+
+
+def line_ranges(runs: List[List[int]]) -> str:
+    """``[[3, 5], [9, 9]]`` -> ``"3-5, 9"``, in input order."""
+    merged: List[List[int]] = []
+    for first, last in sorted(runs):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in merged)
 
 
 def _count(number: int, noun: str) -> str:
@@ -321,4 +411,15 @@ def summary_line(summary: Summary, dry_run: bool = False) -> str:
             f"{_count(s.requests, 'request')} in {s.seconds:.2f}s")
     if s.interrupted:
         text += f"; {s.interrupted} after line {s.lines_read}"
+    if s.internal_error:
+        text += f"; internal error ({s.internal_error})"
     return text
+
+
+def unwritten_line(summary: Summary) -> Optional[str]:
+    """What could be neither delivered nor saved, by input line, or None."""
+    if not summary.unwritten:
+        return None
+    more = "" if summary.unwritten_lines_complete else " and more"
+    return (f"{summary.unwritten} undelivered event(s) could not be written to the outbox "
+            f"({summary.outbox_error}): re-send input lines {line_ranges(summary.unwritten_lines)}{more}")

@@ -1,0 +1,242 @@
+"""Pipe mode as a process (issue 10): closed and failing output, signals and a rejected key with stdin
+still open, a full disk, a read error, hostile answers.  Each asserts the exit status and what the
+receiver stored: messages never decide delivery, and the status always tells the truth."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from typing import Iterator, List, Tuple
+
+import pytest
+
+from doow_track_agent.receiver.server import Receiver
+from tests.support.cli import BIN, KEY, base_env, lines, run
+
+EVENT = {"metric": "api_calls", "quantity": 1, "license_id": "lic_proc"}
+THREE = (lines(EVENT) + b'{"metric":"m","quantity":1,"license_id":"lic_1","timestamp":"0001-01-01T00:00:00+01:00"}\n'
+         + lines(EVENT))
+
+
+def pipe_args(receiver: Receiver, tmp_path, *extra: str) -> List[str]:
+    return ["--api-key", KEY, "--endpoint", receiver.url, "--outbox", str(tmp_path / "outbox.ndjson"),
+            "--rejects", str(tmp_path / "rejects.ndjson"), *extra]
+
+
+def fast_retries(tmp_path, attempts: int) -> List[str]:
+    """A config file that gives up after ``attempts`` quick tries."""
+    path = tmp_path / "retry.json"
+    path.write_text(json.dumps({"retry": {"maxAttempts": attempts, "initialDelay": 10, "maxDelay": 50}}))
+    return ["--config", str(path)]
+
+
+def spawn(args: List[str], stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=None) -> subprocess.Popen:
+    return subprocess.Popen([BIN, *args], stdin=stdin, stdout=stdout, stderr=stderr, env=base_env(env))
+
+
+def test_an_out_of_range_timestamp_is_one_invalid_line_between_delivered_neighbours(receiver, tmp_path):
+    result = run(pipe_args(receiver, tmp_path), stdin=THREE)
+    assert result.code == 65, result.err
+    assert "stdin:2: $.timestamp:" in result.err and "out of range" in result.err
+    assert receiver.store.count() == 2
+
+
+@pytest.mark.parametrize("redirect", ["stderr_closed", "stderr_closed_quiet", "stdout_closed", "stdout_full",
+                                      "stdout_broken_pipe"])
+def test_where_messages_go_never_changes_delivery_or_the_status(receiver, tmp_path, redirect):
+    args = pipe_args(receiver, tmp_path, "--json") + (["--quiet"] if redirect.endswith("quiet") else [])
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that went away: EPIPE
+    streams = {"stderr_closed": {"stderr": None}, "stderr_closed_quiet": {"stderr": None},
+               "stdout_closed": {"stdout": None}, "stdout_full": {"stdout": open("/dev/full", "w")},
+               "stdout_broken_pipe": {"stdout": write_end}}[redirect]
+    target = "stderr" if redirect.startswith("stderr") else "stdout"
+    # Popen cannot close a standard descriptor by itself: close it in the child before exec.
+    closing = streams[target] is None
+    kwargs = {"stdin": subprocess.PIPE, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    if not closing:
+        kwargs[target] = streams[target]
+    fd = 1 if target == "stdout" else 2
+    child = subprocess.Popen([BIN, *args], env=base_env(), preexec_fn=(lambda: os.close(fd)) if closing else None,
+                             **kwargs)
+    child.communicate(lines(EVENT, EVENT), timeout=60)
+    os.close(write_end)
+    assert child.returncode == 0
+    assert receiver.store.count() == 2
+
+
+def fifo_writer(path: str, data: bytes, hold: float) -> threading.Thread:
+    """A producer that writes ``data`` and keeps the FIFO open for ``hold`` seconds."""
+    def write() -> None:
+        with open(path, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            time.sleep(hold)
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_with_stdin_still_open_exits_75_without_an_abort(receiver, tmp_path, signum):
+    fifo = str(tmp_path / "in.fifo")
+    os.mkfifo(fifo)
+    writer = fifo_writer(fifo, lines(EVENT), hold=4)
+    with open(fifo, "rb") as stdin:
+        child = spawn(pipe_args(receiver, tmp_path, "--flush-at", "1"), stdin)
+    deadline = time.monotonic() + 20
+    while receiver.store.count() < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signum)
+    _, err = child.communicate(timeout=30)
+    writer.join()
+    assert child.returncode == 75, err
+    assert b"Fatal Python error" not in err and b"interrupted by" in err
+    assert receiver.store.count() == 1
+
+
+def test_a_rejected_key_with_stdin_still_open_exits_77_with_the_outbox_written(tmp_path):
+    fifo = str(tmp_path / "in.fifo")
+    os.mkfifo(fifo)
+    writer = fifo_writer(fifo, lines(EVENT, EVENT), hold=3)
+    with Receiver(str(tmp_path / "r.sqlite"), keys=["dk_only_this_one_is_valid"]).start() as receiver:
+        with open(fifo, "rb") as stdin:
+            child = spawn(pipe_args(receiver, tmp_path, "--flush-at", "1"), stdin)
+        _, err = child.communicate(timeout=30)
+        assert receiver.store.count() == 0
+    writer.join()
+    assert child.returncode == 77, err
+    assert b"Fatal Python error" not in err
+    with open(tmp_path / "outbox.ndjson", "rb") as handle:
+        assert len(handle.read().splitlines()) == 2
+
+
+def test_a_read_error_on_stdin_is_an_interruption_not_an_end(receiver, tmp_path):
+    """stdin is a TCP connection that the peer resets after one line: read() fails with ECONNRESET."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        peer = socket.create_connection(server.getsockname())
+        stdin, _ = server.accept()
+    child = spawn(pipe_args(receiver, tmp_path, "--flush-at", "1"), stdin)
+    stdin.close()
+    peer.sendall(lines(EVENT))
+    deadline = time.monotonic() + 20
+    while receiver.store.count() < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()  # RST
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 75, err
+    assert b"reading failed" in err and b"after line 1" in err
+    assert receiver.store.count() == 1
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[str]:
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield str(mount)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_while_writing_the_outbox_is_reported_line_by_line(small_disk, free_port, tmp_path):
+    outbox = os.path.join(small_disk, "outbox.ndjson")
+    count = 3000
+    result = run(["--api-key", KEY, "--endpoint", f"http://127.0.0.1:{free_port}", "--outbox", outbox,
+                  "--json", "--flush-at", "500", *fast_retries(tmp_path, 1)], stdin=lines(*[EVENT] * count))
+    assert result.code == 75, result.err
+    summary = result.json
+    with open(outbox, "rb") as handle:
+        saved = handle.read()
+    assert saved.endswith(b"\n")
+    assert all(json.loads(line)["event_id"] for line in saved.splitlines())  # whole lines only
+    assert summary["outboxed"] == len(saved.splitlines()) > 0
+    assert summary["outboxed"] + summary["unwritten"] == count
+    assert "could not be written to the outbox" in result.err and "re-send input lines" in result.err
+    named = sum(last - first + 1 for first, last in summary["unwritten_lines"])
+    assert named == summary["unwritten"]
+
+
+class Hostile(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with the class's (status, headers, body)."""
+
+    answer: Tuple[int, dict, bytes] = (200, {}, b"")
+    posts: List[str] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        Hostile.posts.append(self.headers.get("Authorization", ""))
+        status, headers, body = self.answer
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hostile() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    Hostile.posts = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("answer,said", [
+    ((207, {}, b'{"accepted":0,"rejected":1,"rejections":[{"event_id":"not-sent","reason":"x"}]}'), "not sent"),
+    ((207, {}, b"<html>oops</html>"), "not a JSON object"),
+    ((207, {}, b'{"accepted":0,"rejected":5}'), "counts 5 rejected"),
+    ((200, {"Content-Type": "text/html"}, b"<html><body>Welcome to nginx!</body></html>"), "text/html"),
+])
+def test_an_answer_that_does_not_account_for_the_events_is_no_delivery(hostile, tmp_path, answer, said):
+    Hostile.answer = answer
+    result = run(["--api-key", KEY, "--endpoint", hostile, "--outbox", str(tmp_path / "o.ndjson"), "--json",
+                  *fast_retries(tmp_path, 2)], stdin=lines(*[EVENT] * 5))
+    assert result.code == 75, result.err
+    assert result.json["delivered"] == 0 and result.json["outboxed"] == 5
+    assert said in result.err
+
+
+def test_a_redirect_keeps_the_events_names_the_location_and_never_follows(hostile, tmp_path):
+    Hostile.answer = (301, {"Location": "https://elsewhere.example/telemetry/events"}, b"")
+    result = run(["--api-key", KEY, "--endpoint", hostile, "--outbox", str(tmp_path / "o.ndjson"), "--json"],
+                 stdin=lines(*[EVENT] * 3))
+    assert result.code == 75, result.err
+    assert result.json["outboxed"] == 3 and result.json["rejected"] == 0
+    assert "https://elsewhere.example/telemetry/events" in result.err
+    assert len(Hostile.posts) == 1
+
+
+@pytest.mark.parametrize("endpoint,said", [
+    ("http://127.0.0.1:99999", "out of range"), ("http://127.0.0.1:-1", "out of range"),
+    ("http://xn--zz", "xn--zz"), ("http://127.0.0.1:18110:1", "18110:1"), ("http://[::1", "[::1"),
+    ("https://a..example", "a..example"), ("http://127.0.0.1:8080/prefix?x=1", "query string"),
+])
+def test_an_unusable_endpoint_is_refused_at_configuration_time(endpoint, said):
+    result = run(["--api-key", KEY, "--endpoint", endpoint], stdin=lines(EVENT))
+    assert result.code == 78 and "--endpoint" in result.err and said in result.err
+
+
+def test_re_running_the_same_input_under_a_run_id_bills_nothing_twice(receiver, tmp_path):
+    data = lines(EVENT, {**EVENT, "quantity": 2}, EVENT)
+    for _ in range(2):
+        assert run(pipe_args(receiver, tmp_path, "--run-id", "nightly-2026-11-29"), stdin=data).code == 0
+    assert receiver.store.count() == 3 and receiver.store.duplicates() == 3
