@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, Optional, Union
 
 from doow_track_agent import redact
 from doow_track_agent.intake import policy, wire
+from doow_track_agent.intake.wire import MAX_QUANTITY
 from doow_track_agent.intake.validation import load_schema, parse_rfc3339, problems
 
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")
@@ -54,7 +55,7 @@ def _text(value: Any, longest: int) -> bool:
 
 def _positive(value: Any) -> bool:
     kind = type(value)
-    return (kind is int and value > 0) or (kind is float and 0 < value < _INF)
+    return (kind is int or kind is float) and 0 < value <= MAX_QUANTITY
 
 
 def _scalar(value: Any) -> bool:

@@ -24,6 +24,9 @@ INGEST_PATH = "/telemetry/events"
 USER_AGENT = f"doow-track-agent/{__version__}"
 MAX_BATCH_BYTES = 450 * 1024
 GZIP_ABOVE = 1024
+# The largest quantity: 2**53 - 1, the largest integer every JSON parser holds exactly (RFC 7493, I-JSON
+# section 2.2); the event schema says the same, and the receiver refuses more (400), as a double-based API would.
+MAX_QUANTITY = 2**53 - 1
 
 _VARIANT = "89ab"
 

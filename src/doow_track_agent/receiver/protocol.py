@@ -15,6 +15,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Collection, Dict, List, Optional, Tuple
 
+from doow_track_agent.intake.wire import MAX_QUANTITY
+
 MAX_EVENTS = 500
 MAX_NAME_CHARS = 255
 KINDS = frozenset(("USAGE", "ADJUSTMENT"))
@@ -27,7 +29,6 @@ _ISO_8601 = re.compile(
     r"T(?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,9})?)?"
     r"(?:Z|[+-](?:[01]\d|2[0-3]):?[0-5]\dZ?)"
 )
-_INF = float("inf")
 _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 _NUMBER = (int, float)
 _OPTIONAL_STR = (str, type(None))
@@ -147,8 +148,8 @@ def _measurement_problem(measurements: Any) -> Optional[str]:
         return "measurements[0].metric_name must be a non-empty printable name"
     quantity = first.get("quantity")
     # type() rather than isinstance() so that JSON true/false are not numbers.
-    if type(quantity) not in _NUMBER or not 0 < quantity < _INF:
-        return "measurements[0].quantity must be a positive finite number"
+    if type(quantity) not in _NUMBER or not 0 < quantity <= MAX_QUANTITY:
+        return f"measurements[0].quantity must be a number greater than 0 and at most {MAX_QUANTITY}"
     if type(first.get("metric_tuple_hint")) not in _OPTIONAL_OBJECT:
         return "measurements[0].metric_tuple_hint must be an object or null"
     return None
