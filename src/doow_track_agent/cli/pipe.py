@@ -14,6 +14,7 @@ import sys
 from typing import Mapping, Tuple
 
 from doow_track_agent import config
+from doow_track_agent.delivery import http_client
 from doow_track_agent.exits import EX_CONFIG, CommandError
 from doow_track_agent.modes.pipe import outbox
 from doow_track_agent.modes.pipe.run import PipeOptions, PipeRun, Summary, summary_line, unwritten_line
@@ -114,11 +115,12 @@ def deliver_lines(settings: config.Settings, stream, args: argparse.Namespace,
         dry_run=dry_run, quiet=args.quiet, run_id=args.run_id,
         progress=sys.stderr.isatty() and not args.quiet and not args.json,
     )
-    try:
-        summary = PipeRun(settings, stream, options, sys.stderr).execute()
-    except config.ConfigError as error:  # a tls.* file that cannot be used, found when the client is built
-        sys.stderr.write(f"doow-track: bad configuration:\n{error}\n")
-        raise SystemExit(EX_CONFIG) from None
+    if not dry_run:
+        try:  # a tls.* file that cannot be used is a configuration error, found before any line is read
+            http_client.check(settings)
+        except config.ConfigError as error:
+            raise CommandError(EX_CONFIG, f"bad configuration:\n{error}") from None
+    summary = PipeRun(settings, stream, options, sys.stderr).execute()
     report(summary, args, dry_run, env)
     return summary
 
