@@ -46,6 +46,7 @@ from doow_track_agent.buffers.spool_writer import Op, Writer, synchronous
 from doow_track_agent.delivery.pump import Queued
 from doow_track_agent.intake.events import DEDUP_WINDOW_SECONDS, Accepted
 from doow_track_agent.intake.wire import BatchBudget
+from doow_track_agent.secure_files import ensure_directory
 from doow_track_agent.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class Spool:
         spool written by a newer doow-track.
         """
         try:
-            os.makedirs(self.directory, mode=0o750, exist_ok=True)
+            ensure_directory(self.directory, "spool.dir")
             path = db_path(self.directory)
             conn = connect(path, synchronous(self._fsync))
             create(conn, path)

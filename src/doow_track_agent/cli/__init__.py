@@ -13,7 +13,7 @@ import sys
 from importlib import import_module
 from typing import List, Optional
 
-from doow_track_agent import __version__
+from doow_track_agent import __version__, coredumps
 from doow_track_agent.cli.registry import COMMANDS, DEFAULT_COMMAND
 from doow_track_agent.cli.usage import UsageParser
 from doow_track_agent.exits import EX_INTERRUPTED, EX_OK, CommandError
@@ -30,6 +30,7 @@ def _run_command(name: str, argv: List[str]) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the console script and of ``python -m doow_track_agent``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    coredumps.disable()
     if argv[:1] == ["--version"]:
         print(f"doow-track {__version__}")
         return EX_OK

@@ -12,9 +12,9 @@ import os
 import sys
 from typing import Optional, Tuple
 
-from doow_track_agent import config
+from doow_track_agent import client, config, identity
 from doow_track_agent.config import Settings
-from doow_track_agent.exits import EX_CONFIG, CommandError
+from doow_track_agent.exits import EX_CONFIG, EX_UNAVAILABLE, CommandError
 
 
 def add_locating_options(parser: argparse.ArgumentParser, *, socket: bool = False) -> None:
@@ -56,6 +56,17 @@ def settings_for(args: argparse.Namespace) -> Settings:
 def pidfile_path(args: argparse.Namespace, settings: Settings) -> Optional[str]:
     """``--pidfile`` when the command has it and it was given, else the config's ``pidfile``."""
     return getattr(args, "pidfile", None) or settings.pidfile
+
+
+def locate_agent(args: argparse.Namespace, settings: Settings) -> Tuple[Optional[int], Optional[dict]]:
+    """``client.find_agent``; when what claims to be the agent cannot be trusted, raises CommandError (69)
+    saying why, after the ``--json`` document."""
+    try:
+        return client.find_agent(settings, pidfile_path(args, settings))
+    except identity.Untrusted as error:
+        message = f"{error}; no signal sent"
+        emit(args, {"ok": False, "running": None, "pid": None, "error": message}, f"refused: {message}")
+        raise CommandError(EX_UNAVAILABLE, message) from None
 
 
 def emit(args: argparse.Namespace, document: dict, human: str) -> None:

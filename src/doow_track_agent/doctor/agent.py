@@ -13,7 +13,7 @@ import socket
 import stat
 from typing import Iterator, Optional
 
-from doow_track_agent import client
+from doow_track_agent import client, identity
 from doow_track_agent.buffers import spool_offline
 from doow_track_agent.cli import options
 from doow_track_agent.config import Settings
@@ -31,7 +31,14 @@ def checks(subject: Subject) -> Iterator[Check]:
     if settings is None:
         yield from skipped(NAMES, NO_SETTINGS)
         return
-    pid, document = client.find_agent(settings, options.pidfile_path(subject.args, settings))
+    try:
+        pid, document = client.find_agent(settings, options.pidfile_path(subject.args, settings))
+    except identity.Untrusted as error:
+        yield Check("agent.running", FAIL, str(error), "another program answers in the agent's place: find it "
+                    "(ss -ltnp, fuser) and remove it, or move health.listen / pidfile somewhere only the agent's "
+                    "user can write")
+        yield from skipped(NAMES[1:], "what claims to be the agent is not trusted (see agent.running)")
+        return
     listening = _socket_accepts(settings.socket_path)
     if pid is None and not listening and not subject.agent_configured:
         yield from skipped(NAMES, "no agent configured (the config sets none of pidfile, socket, spool, health)")

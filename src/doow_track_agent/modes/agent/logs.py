@@ -17,6 +17,7 @@ import time
 
 from doow_track_agent.config import Settings
 from doow_track_agent.redact import scrub_keys
+from doow_track_agent.secure_files import ensure_directory, opener
 
 SYSLOG = "/dev/log"  # the local syslog socket a detached agent logs to
 _FALLBACK_NAME = "agent.log"
@@ -63,10 +64,17 @@ def _handler(settings: Settings, foreground: bool) -> logging.Handler:
         return handler
     path = path or os.path.join(settings.spool_dir, _FALLBACK_NAME)
     try:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        return logging.handlers.WatchedFileHandler(path, encoding="utf-8")  # follows logrotate's renames
+        ensure_directory(os.path.dirname(os.path.abspath(path)), "the directory of log.file")
+        return _PrivateFileHandler(path, encoding="utf-8")
     except OSError as exc:
         raise LogSetupError(f"log.file {path}: {exc.strerror}") from None
+
+
+class _PrivateFileHandler(logging.handlers.WatchedFileHandler):
+    """Follows logrotate's renames; every (re)open refuses a symlink or another user's file."""
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        return open(self.baseFilename, self.mode, encoding=self.encoding, opener=opener("log.file", 0o640))
 
 
 def setup(settings: Settings, foreground: bool) -> None:
@@ -90,3 +98,4 @@ def destination() -> str:
     if isinstance(handler, logging.FileHandler):
         return handler.baseFilename
     return "syslog" if isinstance(handler, logging.handlers.SysLogHandler) else "stderr"
+

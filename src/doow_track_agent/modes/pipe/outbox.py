@@ -15,6 +15,7 @@ import time
 from typing import Iterable, Mapping, Optional
 
 from doow_track_agent.intake import wire
+from doow_track_agent.secure_files import check_directory, ensure_directory, open_append, open_private
 
 
 def state_dir(env: Mapping[str, str]) -> str:
@@ -32,8 +33,9 @@ def default_path(env: Mapping[str, str], kind: str) -> str:
 class LineFile:
     """An append-only NDJSON file, created (mode 0600) only when the first line arrives."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, what: str = "outbox file") -> None:
         self.path = path
+        self.what = what
         self.lines = 0
         self._handle = None
         self._lock = threading.Lock()
@@ -42,7 +44,7 @@ class LineFile:
         with self._lock:
             for line in lines:
                 if self._handle is None:
-                    self._handle = _open_private(self.path)
+                    self._handle = _open_private(self.path, self.what)
                 self._handle.write(line + b"\n")
                 self.lines += 1
 
@@ -60,10 +62,24 @@ class LineFile:
         return self.path if self.lines else None
 
 
-def _open_private(path: str):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    return os.fdopen(descriptor, "ab")
+def _open_private(path: str, what: str):
+    ensure_directory(os.path.dirname(os.path.abspath(path)), f"the directory of the {what}", 0o700)
+    return open_append(path, what)
+
+
+def check_writable(path: str, what: str) -> None:
+    """Raise UnsafePath now, before any input is read, if ``path`` could not be written safely later.
+
+    An existing file must be ours and not a symlink; the nearest existing
+    directory above it must be safe.  Nothing is created.
+    """
+    if os.path.lexists(path):
+        os.close(open_private(path, os.O_WRONLY | os.O_APPEND, what))
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(directory):
+        directory = os.path.dirname(directory)
+    check_directory(directory, f"the directory of the {what}")
 
 
 def reject_line(wire_event: bytes, reason: str) -> bytes:
