@@ -66,11 +66,15 @@ def check_directory(path: str, what: str) -> None:
         info = os.stat(current)
         if not trusted_uid(info.st_uid):
             raise UnsafePath(f"{what} {path}: directory {current} is owned by {owner_name(info.st_uid)}, not by "
-                             f"{owner_name(os.geteuid())} or root; remove it or chown it to {_me()}")
+                             f"{_trusted_owners()}; remove it or chown it to {_me()}")
         if _writable_by_others(info):
             raise UnsafePath(f"{what} {path}: directory {current} (owner {owner_name(info.st_uid)}, mode "
                              f"{stat.S_IMODE(info.st_mode):04o}) is writable by other users; "
                              f"chmod go-w {current} (or chmod +t for a shared directory such as /tmp)")
+
+
+def _trusted_owners() -> str:
+    return "root" if os.geteuid() == 0 else f"{owner_name(os.geteuid())} or root"
 
 
 def _me() -> str:
@@ -109,8 +113,9 @@ def open_private(path: str, flags: int, what: str, mode: int = 0o600) -> int:
     """Open a file we write (``flags`` as for os.open) without following a symlink, and only if it is ours.
 
     The parent directory must pass ``check_directory``.  A FIFO or device is
-    refused without blocking; ``os.devnull`` (asked for by name) is opened as is.  Returns the descriptor (close-on-exec);
-    raises UnsafePath naming the path and its owner, or OSError.
+    refused without blocking; ``os.devnull`` (asked for by name) is opened
+    as is.  Returns the descriptor (close-on-exec); raises UnsafePath naming
+    the path and its owner, or OSError.
     """
     if os.path.abspath(path) == os.devnull:
         return os.open(os.devnull, (flags & ~os.O_CREAT) | os.O_CLOEXEC)  # the explicit way to discard
@@ -140,10 +145,9 @@ def _check_open_file(fd: int, path: str, what: str) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise UnsafePath(f"{what} {path} is not a regular file; remove it or choose another path")
     if not trusted_uid(info.st_uid):
-        raise UnsafePath(f"{what} {path} belongs to {owner_name(info.st_uid)}, not to {owner_name(os.geteuid())} "
-                         "or root; remove it or choose another path")
-    if info.st_mode & (stat.S_IWOTH | stat.S_IWGRP) and info.st_gid not in (0, os.getegid()) \
-            or info.st_mode & stat.S_IWOTH:
+        raise UnsafePath(f"{what} {path} belongs to {owner_name(info.st_uid)}, not to {_trusted_owners()}; "
+                         "remove it or choose another path")
+    if _writable_by_others(info):
         raise UnsafePath(f"{what} {path} (mode {stat.S_IMODE(info.st_mode):04o}) is writable by other users; "
                          f"chmod go-w {path}")
 

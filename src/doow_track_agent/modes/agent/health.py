@@ -24,7 +24,8 @@ from doow_track_agent.stats import Stats
 
 log = logging.getLogger(__name__)
 
-_REQUEST_TIMEOUT = 5.0
+_REQUEST_TIMEOUT = 5.0    # seconds for a whole exchange: request head in, answer out
+_MAX_CONNECTIONS = 64     # open at once; more are closed unanswered (the listener is for probes)
 _MAX_HEAD = 8192
 _COUNTERS = ("accepted", "invalid", "delivered", "rejected", "dead_lettered", "requests", "retries")
 
@@ -130,6 +131,7 @@ class HealthServer:
     def __init__(self, agent: Observed) -> None:
         self.agent = agent
         self._server: Optional[asyncio.AbstractServer] = None
+        self._open = 0
         self._routes: Dict[str, Callable[[], Response]] = {
             "/healthz": lambda: _text(200, "ok\n"),
             "/readyz": self._readyz,
@@ -156,14 +158,22 @@ class HealthServer:
         return 200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(self.agent).encode("utf-8")
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._open >= _MAX_CONNECTIONS:
+            writer.close()
+            return
+        self._open += 1
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _REQUEST_TIMEOUT)
-            writer.write(self._respond(head))
-            await writer.drain()
+            await asyncio.wait_for(self._exchange(reader, writer), _REQUEST_TIMEOUT)
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
         finally:
+            self._open -= 1
             writer.close()
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        writer.write(self._respond(head))
+        await writer.drain()
 
     def _respond(self, head: bytes) -> bytes:
         parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
