@@ -9,7 +9,6 @@ environment variable, or the flag.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -44,7 +43,7 @@ class ConfigError(Exception):
 
 def loopback_only(addresses: List[str]) -> bool:
     """True when there are addresses and every one is a loopback address."""
-    return bool(addresses) and all(ipaddress.ip_address(address).is_loopback for address in addresses)
+    return bool(addresses) and all(is_loopback(address) for address in addresses)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from doow_track_agent import config, identity
 from doow_track_agent.secure_files import UnsafePath, check_directory, ensure_directory, open_private
+from doow_track_agent.sources import SourceError, tcp
 
 
 @settings(max_examples=60, deadline=None)
@@ -60,9 +61,18 @@ def test_files_are_opened_only_when_ours_regular_and_not_symlinks(tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "fresh").st_mode) & 0o077 == 0
 
 
+@settings(max_examples=50, deadline=None)
 @given(host=st.ip_addresses())
-def test_loopback_is_what_the_address_is_not_how_it_is_spelled(host):
-    assert config.Listen(str(host), 80).is_loopback == host.is_loopback
+def test_a_tcp_listener_needs_a_token_exactly_when_its_address_is_not_loopback(host):
+    mapped = getattr(host, "ipv4_mapped", None)
+    loopback = host.is_loopback or bool(mapped and mapped.is_loopback)
+    listen = config.Listen(str(host), 80)
+    assert tcp.require_token(listen, "t" * 16)
+    if loopback:
+        assert tcp.require_token(listen, None)
+    else:
+        with pytest.raises(SourceError, match="not a loopback address"):
+            tcp.require_token(listen, None)
 
 
 def test_proc_tables_are_read_for_the_pidfile_lock_and_the_listener(tmp_path):
