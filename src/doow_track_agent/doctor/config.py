@@ -51,8 +51,9 @@ def _permissions(subject: Subject) -> Check:
     mode = stat.S_IMODE(os.stat(subject.config_path).st_mode)
     exposure = config.key_exposure(subject.config_path, subject.file_data)
     if exposure:
-        return Check("config.permissions", WARN, f"mode {mode:04o}: {exposure}",
-                     "the agent refuses to run with this file; pipe mode warns")
+        problem, _, fix = exposure.partition("; ")
+        return Check("config.permissions", WARN, f"mode {mode:04o}: {problem} (the agent refuses to run with it)",
+                     fix)
     if "apiKey" not in subject.file_data:
         return Check("config.permissions", OK, f"mode {mode:04o}; the file holds no key")
     return Check("config.permissions", OK, f"mode {mode:04o}: the key in it is not readable by other users")
