@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from typing import BinaryIO, List, Optional, Set, Tuple
 
+from doow_track_agent import identity
 from doow_track_agent.config import Listen, Settings
 from doow_track_agent.exits import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE
 from doow_track_agent.modes.agent import pidfile
@@ -47,11 +48,36 @@ def fetch_status(settings: Settings, timeout: float = 3.0) -> Optional[dict]:
 
 
 def find_agent(settings: Settings, pidfile_path: Optional[str]) -> Tuple[Optional[int], Optional[dict]]:
-    """(pid, status document): by the health listener first, by ``pidfile_path`` when it does not answer."""
+    """(pid, status document): by the health listener first, by ``pidfile_path`` when it does not answer.
+
+    Neither is taken on trust: another local user can bind the health port
+    first or plant a pidfile.  A pid that fails ``identity``'s checks is
+    never returned; when nothing trustworthy is found but something claimed
+    to be the agent, raises identity.Untrusted saying why.
+    """
+    refused: Optional[identity.Untrusted] = None
     status = fetch_status(settings)
-    if status is not None:
-        return int(status["pid"]), status
-    return (pidfile.running_pid(pidfile_path) if pidfile_path else None), None
+    if status is not None and settings.health_listen is not None:
+        try:
+            return _checked_claim(status, settings.health_listen), status
+        except identity.Untrusted as error:
+            refused = error
+    try:
+        pid = pidfile.trusted_pid(pidfile_path) if pidfile_path else None
+    except identity.Untrusted as error:
+        refused, pid = error, None
+    if pid is None and refused is not None:
+        raise refused
+    return pid, None
+
+
+def _checked_claim(status: dict, listen: Listen) -> int:
+    """The pid a /status document names, once ``identity`` vouches for the listener that sent it."""
+    pid = status.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        raise identity.Untrusted(f"the health listener on {listen} answered /status with pid {pid!r}")
+    identity.check_listener(pid, listen.port)
+    return pid
 
 
 def _pump_lines(stream: BinaryIO, sock: socket.socket, counter: List[int]) -> None:

@@ -12,17 +12,21 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import stat
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from doow_track_agent import locations
 from doow_track_agent.egress import EgressError, Route, Tls, describe_trust, route
+from doow_track_agent.intake import policy
 from doow_track_agent.intake.validation import Problem, load_schema, problems
 from doow_track_agent.loopback import is_loopback
-from doow_track_agent.redact import mask_key
+from doow_track_agent.redact import mask_key, scrub_keys
+from doow_track_agent.secure_files import owner_name, trusted_uid
 
 DEFAULT_CONFIG_PATH = "/etc/doow-track/doow-track.json"
+MAX_CONFIG_BYTES = 1024 * 1024
 _SECRET_KEYS = {"$.apiKey", "$.tcp.token"}
 _SNAKE = re.compile(r"_([a-z])")
 
@@ -32,9 +36,16 @@ class ConfigError(Exception):
 
     def __init__(self, source: str, found: List[Problem]) -> None:
         self.source = source
-        self.problems = found
+        # Messages quote config values (a key pasted in the wrong place included): mask key-shaped text.
+        self.problems = [Problem(path, scrub_keys(message)) for path, message in found]
+        found = self.problems
         lines = [f"{source}: {path}: {message}" for path, message in found]
         super().__init__("\n".join(lines))
+
+
+def loopback_only(addresses: List[str]) -> bool:
+    """True when there are addresses and every one is a loopback address."""
+    return bool(addresses) and all(is_loopback(address) for address in addresses)
 
 
 @dataclass(frozen=True)
@@ -51,8 +62,20 @@ class Listen:
         host, _, port = text.rpartition(":")
         return cls(host.strip("[]"), int(port))
 
+    def addresses(self) -> List[str]:
+        """The IP addresses ``host`` resolves to (empty when it does not resolve; ``""`` is every address)."""
+        if not self.host:
+            return ["0.0.0.0"]
+        try:
+            found = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except (OSError, UnicodeError):
+            return []
+        return sorted({str(info[4][0]).split("%", 1)[0] for info in found})
+
     @property
     def is_loopback(self) -> bool:
+        """Literal loopback only (``localhost``, 127.0.0.0/8, ::1): see ``loopback``; what the host
+        resolves to is checked where it is bound (``loopback_only(addresses())``)."""
         return is_loopback(self.host)
 
     def __str__(self) -> str:
@@ -74,6 +97,9 @@ class Settings:
     max_attempts: int
     initial_delay: float
     max_delay: float
+    max_retry_after: float
+    idle_timeout: float
+    max_connections_per_source: int
     attribution: Dict[str, Any]
     pidfile: Optional[str]
     socket_path: Optional[str]
@@ -172,9 +198,21 @@ def _validated_layer(source: str, raw: Any, names: Mapping[str, str] = {}) -> di
     """Validate one layer; ``names`` maps schema paths to what the user typed (env var, flag)."""
     extra = _extra_problems(raw)
     found = [problem for problem in problems("config", raw) if not (extra and problem.path == "$.endpoint")] + extra
+    found = found or _attribution_secret(raw)
     if found:
         raise ConfigError(source, [_named(_hide_secret(problem), names) for problem in found])
     return raw
+
+
+def _attribution_secret(raw: dict) -> List[Problem]:
+    """The default attribution is sent with every event: the same secret rule as event data applies."""
+    attribution = raw.get("attribution")
+    if not attribution:
+        return []
+    found = policy.find_secret(json.dumps(attribution).encode(), {"attribution": attribution})
+    if not found:
+        return []
+    return [Problem(found[0], f"value looks like {found[1]}; never send secrets as event data (value not shown)")]
 
 
 def _hide_secret(problem: Problem) -> Problem:
@@ -188,14 +226,31 @@ def _named(problem: Problem, names: Mapping[str, str]) -> Problem:
     return Problem(names[prefix], problem.message) if prefix else problem
 
 
+def read_text(path: str, what: str) -> bytes:
+    """The bytes of a config or key file: a regular file of at most MAX_CONFIG_BYTES (1 MiB).
+
+    A FIFO, device or directory is refused without blocking on it, and
+    nothing larger is read, so a hostile path cannot hang or exhaust us.
+    Raises ConfigError naming ``what`` and the path.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(what, [Problem(path, f"cannot read: {exc.strerror}")]) from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(what, [Problem(path, "not a regular file")])
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(what, [Problem(path, f"larger than {MAX_CONFIG_BYTES} bytes")])
+    return data
+
+
 def read_file(path: str) -> Tuple[dict, List[str]]:
     """Read and validate a config file; return it normalized, with warnings."""
+    text = read_text(path, "config file")
     try:
-        with open(path, "rb") as handle:
-            text = handle.read()
         raw = json.loads(text)
-    except OSError as exc:
-        raise ConfigError(path, [Problem("$", f"cannot read config file: {exc.strerror}")]) from None
     except ValueError as exc:
         raise ConfigError(path, [Problem("$", f"not valid JSON: {exc}")]) from None
     data = _validated_layer(path, normalize(raw))
@@ -203,20 +258,32 @@ def read_file(path: str) -> Tuple[dict, List[str]]:
     return data, [exposure] if exposure else []
 
 
-def key_exposure(path: str, data: Optional[dict] = None) -> Optional[str]:
-    """Why a config file holding a key is unsafe (other users can read or change it), or None.
+def file_exposure(path: str, holds_key: bool) -> Optional[str]:
+    """Why a config or key file is unsafe on a shared host, or None.
 
-    Pipe mode and ``check`` warn with it; the agent, which holds the key for
-    as long as it runs, refuses to start (or reload) with such a file.
+    Another user must not be able to change it (owner, group/other write:
+    they could point the endpoint at themselves and receive the key on the
+    next reload) nor, when it ``holds_key``, read it.  Pipe mode and
+    ``check`` warn with it; the agent, which holds the key for as long as it
+    runs, refuses to start (or reload).
     """
-    if not os.stat(path).st_mode & (stat.S_IROTH | stat.S_IWOTH):
-        return None
+    info = os.stat(path)
+    if not trusted_uid(info.st_uid):
+        return (f"{path} is owned by {owner_name(info.st_uid)}, who could change it (and the endpoint the key "
+                "is sent to); chown it to root or the agent's user")
+    if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and info.st_gid not in (0, os.getegid())):
+        return f"{path} is writable by other users, who could change where the key is sent; chmod go-w {path}"
+    if holds_key and info.st_mode & stat.S_IROTH:
+        return (f"{path} holds an API key and is readable by other users; chmod 600 it "
+                "(or 640 with a dedicated group) or move the key to DOOW_TRACK_API_KEY")
+    return None
+
+
+def key_exposure(path: str, data: Optional[dict] = None) -> Optional[str]:
+    """``file_exposure`` of a config file (it holds a key when it has ``apiKey``)."""
     if data is None:
         data = read_file(path)[0]
-    if "apiKey" not in data:
-        return None
-    return (f"{path} holds an API key and is readable by other users; chmod 600 it "
-            "(or 640 with a dedicated group) or move the key to DOOW_TRACK_API_KEY")
+    return file_exposure(path, "apiKey" in data)
 
 
 # The DOOW_TRACK_* variables: the official clients' (key, endpoint, flush, input, health port) and ours.
@@ -368,11 +435,8 @@ def proxy_setting(text: str) -> Union[str, bool]:
 def read_key_file(path: str, source: str = "--api-key-file") -> str:
     """Read a secret from a file (first line), as secret managers, systemd credentials and
     container secrets provide; ``source`` (the flag or variable) names it in errors."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.readline().strip()
-    except OSError as exc:
-        raise ConfigError(source, [Problem(path, f"cannot read: {exc.strerror}")]) from None
+    text = read_text(path, source)
+    return text.decode("utf-8", "replace").partition("\n")[0].strip()
 
 
 def load(path: Optional[str], env: Mapping[str, str], flags: Optional[dict] = None,
@@ -415,8 +479,8 @@ def _egress(data: dict, env: Mapping[str, str], proxy_origin: str) -> Tuple[Rout
 
 def _settings(data: dict, source: Optional[str], env: Mapping[str, str], warnings: List[str],
               proxy_origin: str = "the default") -> Settings:
-    retry, socket, spool, log = (data.get(k, {}) for k in ("retry", "socket", "spool", "log"))
-    tcp, health = data.get("tcp", {}), data.get("health", {})
+    retry, socket, spool, log, producers = (data.get(k, {}) for k in ("retry", "socket", "spool", "log", "producers"))
+    tcp, health = data.get("tcp") or {}, data.get("health") or {}  # "health": null turns the listener off
     endpoint_route, tls = _egress(data, env, proxy_origin)
     return Settings(
         api_key=data.get("apiKey"),
@@ -430,6 +494,9 @@ def _settings(data: dict, source: Optional[str], env: Mapping[str, str], warning
         max_attempts=retry["maxAttempts"],
         initial_delay=retry["initialDelay"] / 1000,
         max_delay=retry["maxDelay"] / 1000,
+        max_retry_after=retry["maxRetryAfter"] / 1000,
+        idle_timeout=producers["idleTimeout"] / 1000,
+        max_connections_per_source=producers["maxConnectionsPerSource"],
         attribution=data.get("attribution", {}),
         pidfile=data.get("pidfile"),
         socket_path=socket.get("path"),

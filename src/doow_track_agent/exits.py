@@ -32,11 +32,15 @@ MEANINGS: Dict[int, str] = {
     EX_DATAERR: "some events invalid or rejected by the API (the rest delivered/spooled)",
     EX_NOINPUT: "input missing: `check --events` file unreadable, `deadletter` without a spool, "
                 "`receiver summary` without a database",
-    EX_UNAVAILABLE: "no agent reachable (`send`), or the agent did not come up (start)",
-    EX_SOFTWARE: "the agent hit an internal error while starting",
+    EX_UNAVAILABLE: "no agent reachable (`send`), the agent did not come up (start), or what claims to be the "
+                    "agent (a `/status` answer, a pidfile) is not trusted: nothing signalled (`stop`, `reload`, "
+                    "`status`)",
+    EX_SOFTWARE: "internal error, a bug (the message names it): pipe mode still writes what it read but did not "
+                 "deliver to the outbox; the agent stopped because its spool writer or delivery could not go on",
     EX_TEMPFAIL: "delivery failed after retries (outbox written) / spool full; `stop`, `reload`: no answer in time",
     EX_NOPERM: "API key rejected (401/403)",
-    EX_CONFIG: "bad configuration, or a spool written by a newer doow-track",
+    EX_CONFIG: "bad configuration, a spool written by a newer doow-track, or a file or state directory another "
+               "user controls (the message names it, its owner and the fix)",
     EX_INTERRUPTED: "interrupted (Ctrl-C) before the command finished",
 }
 

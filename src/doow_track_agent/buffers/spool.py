@@ -50,6 +50,7 @@ from doow_track_agent.buffers.spool_writer import Op, Writer, synchronous
 from doow_track_agent.delivery.pump import Queued
 from doow_track_agent.intake.events import DEDUP_WINDOW_SECONDS, Accepted
 from doow_track_agent.intake.wire import BatchBudget
+from doow_track_agent.secure_files import ensure_directory
 from doow_track_agent.stats import Source, Stats
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class Spool:
         spool written by a newer doow-track.
         """
         try:
-            os.makedirs(self.directory, mode=0o750, exist_ok=True)
+            ensure_directory(self.directory, "spool.dir")
             self._lock_fd = lock_directory(self.directory)
             path = db_path(self.directory)
             existed = os.path.exists(path) and os.path.getsize(path) > 0

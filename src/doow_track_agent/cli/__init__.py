@@ -15,7 +15,7 @@ import traceback
 from importlib import import_module
 from typing import List, Optional
 
-from doow_track_agent import __version__, streams
+from doow_track_agent import __version__, coredumps, streams
 from doow_track_agent.cli.registry import COMMANDS, DEFAULT_COMMAND
 from doow_track_agent.cli.usage import UsageParser
 from doow_track_agent.exits import EX_INTERRUPTED, EX_OK, EX_SOFTWARE, CommandError
@@ -33,6 +33,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the console script and of ``python -m doow_track_agent``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     streams.guard()
+    coredumps.disable()
     if argv[:1] in (["--version"], ["-v"]):
         print(f"doow-track {__version__}")
         return EX_OK

@@ -12,9 +12,9 @@ import os
 import sys
 from typing import Optional, Tuple
 
-from doow_track_agent import config
+from doow_track_agent import client, config, identity
 from doow_track_agent.config import Settings
-from doow_track_agent.exits import EX_CONFIG, CommandError
+from doow_track_agent.exits import EX_CONFIG, EX_UNAVAILABLE, CommandError
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +68,17 @@ def flush_line(flush: dict) -> str:
     due = flush["next_in_seconds"]
     when = f"in {due:.1f} s: " if due else ""
     return f"next flush: {when}{flush['reason']}"
+
+
+def locate_agent(args: argparse.Namespace, settings: Settings) -> Tuple[Optional[int], Optional[dict]]:
+    """``client.find_agent``; when what claims to be the agent cannot be trusted, raises CommandError (69)
+    saying why, after the ``--json`` document."""
+    try:
+        return client.find_agent(settings, pidfile_path(args, settings))
+    except identity.Untrusted as error:
+        message = f"{error}; no signal sent"
+        emit(args, {"ok": False, "running": None, "pid": None, "error": message}, f"refused: {message}")
+        raise CommandError(EX_UNAVAILABLE, message) from None
 
 
 def emit(args: argparse.Namespace, document: dict, human: str) -> None:

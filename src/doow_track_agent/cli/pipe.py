@@ -18,6 +18,7 @@ from doow_track_agent.delivery import http_client
 from doow_track_agent.exits import EX_CONFIG, CommandError
 from doow_track_agent.modes.pipe import outbox
 from doow_track_agent.modes.pipe.run import PipeOptions, PipeRun, Summary, summary_line, unwritten_line
+from doow_track_agent.secure_files import UnsafePath
 
 
 def add_delivery_options(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +99,8 @@ def deliver_lines(settings: config.Settings, stream, args: argparse.Namespace,
                   env: Mapping[str, str] = os.environ) -> Summary:
     """Pipe mode over any binary stream; also what ``send --direct`` uses.
 
-    Raises CommandError (78) when events would be sent but there is no key.
+    Raises CommandError (78) when events would be sent but there is no key, or nowhere safe to keep
+    what is not delivered.
     """
     dry_run = args.dry_run or settings.disabled
     if settings.disabled and not args.dry_run:
@@ -116,6 +118,7 @@ def deliver_lines(settings: config.Settings, stream, args: argparse.Namespace,
         progress=sys.stderr.isatty() and not args.quiet and not args.json,
     )
     if not dry_run:
+        _check_output_files(options)
         try:  # a tls.* file that cannot be used is a configuration error, found before any line is read
             http_client.check(settings)
         except config.ConfigError as error:
@@ -123,6 +126,17 @@ def deliver_lines(settings: config.Settings, stream, args: argparse.Namespace,
     summary = PipeRun(settings, stream, options, sys.stderr).execute()
     report(summary, args, dry_run, env)
     return summary
+
+
+def _check_output_files(options: PipeOptions) -> None:
+    """Raises CommandError (78), before any input is read, when the outbox or rejects file could not be
+    written safely (another user's file or symlink, a directory others control)."""
+    try:
+        outbox.check_writable(options.outbox_path, "outbox file")
+        outbox.check_writable(options.rejects_path, "rejects file")
+    except (UnsafePath, OSError) as error:
+        raise CommandError(EX_CONFIG, f"{error}; nothing was read or sent") from None
+
 
 
 def resend_command(args: argparse.Namespace, env: Mapping[str, str], path: str) -> str:

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Optional
 
-from doow_track_agent import client, exits
+from doow_track_agent import client, exits, identity
 from doow_track_agent.cli import options
 from doow_track_agent.config import Settings
 from doow_track_agent.modes.agent import pidfile
@@ -63,7 +63,10 @@ def _wait(settings: Settings, args: argparse.Namespace, pid: int, attempts: int)
 def _refuse_invalid(args: argparse.Namespace, error: str) -> int:
     """An invalid config is not sent to the agent: it would refuse it and keep running the old one."""
     path = getattr(args, "pidfile", None)
-    pid = pidfile.running_pid(path) if path else None
+    try:
+        pid = pidfile.trusted_pid(path) if path else None
+    except identity.Untrusted:
+        pid = None
     result = {"ok": False, "pid": pid, "generation_before": None, "generation": None,
               "error": f"the config is invalid; the agent was not signalled and keeps its current config: {error}"}
     sys.stderr.write(f"doow-track: {result['error']}\n")
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     settings, error = options.try_settings(args)
     if settings is None:
         return _refuse_invalid(args, str(error))
-    pid, before = client.find_agent(settings, options.pidfile_path(args, settings))
+    pid, before = options.locate_agent(args, settings)
     result = {"ok": False, "pid": pid, "generation_before": before and before["generation"],
               "generation": None, "error": None}
     if pid is None:

@@ -11,6 +11,7 @@ from doow_track_agent import __version__, config
 from doow_track_agent.cli.pipe import add_delivery_options, deliver_lines, flag_layer, load_settings, setup_logging
 from doow_track_agent.cli.registry import EPILOG, command_summary
 from doow_track_agent.cli.usage import UsageParser
+from doow_track_agent.exits import EX_CONFIG, CommandError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +47,14 @@ def main(argv: Iterable[str]) -> int:
     env = os.environ
     settings = load_settings(args, env)
     setup_logging(settings.debug, args.quiet)
-    if args.pidfile or args.daemon or args.foreground or serves_input(settings):
+    agent = bool(args.pidfile or args.daemon or args.foreground or serves_input(settings))
+    key_file = config.file_exposure(args.api_key_file, holds_key=True) if args.api_key_file else None
+    if key_file and agent:
+        raise CommandError(EX_CONFIG, f"bad configuration: {key_file}; the agent refuses to run with a key "
+                                      "others can read or replace")
+    if key_file:
+        sys.stderr.write(f"doow-track: warning: {key_file}\n")
+    if agent:
         from doow_track_agent.modes.agent.run import run_agent
 
         # The detached agent runs in /, so a relative --config must be pinned to where we started.

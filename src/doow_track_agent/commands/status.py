@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import List
 
-from doow_track_agent import client, exits
+from doow_track_agent import exits
 from doow_track_agent.buffers import spool_offline
 from doow_track_agent.cli import options
 from doow_track_agent.modes.agent import logs
@@ -68,7 +68,7 @@ def _spool_line(figures: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = options.settings_for(args)
-    pid, document = client.find_agent(settings, options.pidfile_path(args, settings))
+    pid, document = options.locate_agent(args, settings)
     if document is None and pid is not None:
         document = {"running": True, "ready": False, "pid": pid, "generation": None,
                     "error": f"the health listener ({settings.health_listen or 'disabled'}) does not answer"}

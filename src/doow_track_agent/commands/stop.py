@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from doow_track_agent import client, exits
+from doow_track_agent import exits
 from doow_track_agent.cli import options
 from doow_track_agent.modes.agent.pidfile import process_alive
 
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = options.settings_for(args)
-    pid, _ = client.find_agent(settings, options.pidfile_path(args, settings))
+    pid, _ = options.locate_agent(args, settings)
     if pid is None or not process_alive(pid):
         options.emit(args, {"was_running": False, "stopped": True, "pid": None}, "no doow-track agent is running")
         return exits.EX_OK

@@ -16,6 +16,7 @@ import logging
 import random
 import ssl
 import time
+import zlib
 from typing import Any, List, NamedTuple, Optional, Protocol, Tuple
 
 import httpx
@@ -234,6 +235,7 @@ class Pump:
     async def _attempts(self, events: List[Queued], batch_id: str) -> Optional[Tuple[list, list]]:
         """Try one batch until it has an outcome; return two halves when the API says 413."""
         attempt = 0
+        started = time.monotonic()
         while True:
             if attempt and (self.halted or self._past_deadline()):
                 self.sink.deferred(events, f"not delivered after {attempt} attempt(s)")
@@ -261,10 +263,23 @@ class Pump:
                 await self._pause(KEY_RETRY_SECONDS)
                 continue
             self.stats.retries += 1
-            delay = reply.retry_after if reply.retry_after is not None else backoff(
-                attempt, self._settings.initial_delay, self._settings.max_delay)
+            delay = self._retry_delay(reply, attempt, started)
             log.info("batch %s (%d events): %s; retry %d in %.1fs", batch_id, len(events), reply.reason, attempt, delay)
             await self._pause(delay)
+
+    def _retry_delay(self, reply: replies.Reply, attempt: int, started: float) -> float:
+        """Backoff, or the server's Retry-After bounded by retry.maxRetryAfter and, with max_attempts
+        (pipe mode), by what is left of the batch's retry budget: (maxAttempts - 1) x maxDelay seconds
+        from its first attempt.  A hostile server cannot make a run last longer than its own backoff would.
+        """
+        settings = self._settings
+        if reply.retry_after is None:
+            return backoff(attempt, settings.initial_delay, settings.max_delay)
+        delay = min(reply.retry_after, settings.max_retry_after)
+        if self.max_attempts:
+            budget = (self.max_attempts - 1) * settings.max_delay
+            delay = min(delay, max(0.0, started + budget - time.monotonic()))
+        return delay
 
     def _settle(self, events: List[Queued], reply: replies.Reply) -> bool:
         """Record a definitive outcome; False when the batch must be tried again."""
@@ -328,12 +343,23 @@ class Pump:
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
-    """Read at most 64 KiB of an answer: a hostile or broken server cannot make us buffer more."""
-    chunks: List[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= replies.MAX_REPLY_BYTES:
+    """At most 64 KiB of an answer, read and decompressed: a hostile or broken server (a gzip bomb
+    included) cannot make us buffer more.  httpx would inflate a whole chunk at once, so the raw
+    bytes are read and inflated here with a bound on the output.
+    """
+    limit = replies.MAX_REPLY_BYTES
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    inflater = zlib.decompressobj(_WBITS[encoding]) if encoding in _WBITS else None
+    out = b""
+    async for chunk in response.aiter_raw():
+        try:
+            out += inflater.decompress(chunk, limit + 1 - len(out)) if inflater else chunk
+        except zlib.error:
+            break  # a corrupt answer: its status still counts, its text is what inflated so far
+        if len(out) > limit:
             break
-    return b"".join(chunks)[:replies.MAX_REPLY_BYTES]
+    return out[:limit]
+
+
+# zlib window bits for the encodings we may be sent (RFC 9110 8.4.1): gzip, and zlib-wrapped deflate.
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}

@@ -14,7 +14,6 @@ from typing import Any, Collection, Dict, List, NamedTuple, Optional
 from doow_track_agent.redact import server_text
 
 MAX_REPLY_BYTES = 64 * 1024
-MAX_RETRY_AFTER = 300.0
 
 ACCEPTED = "accepted"      # every event recorded
 PARTIAL = "partial"        # 207: recorded, some events rejected
@@ -36,7 +35,11 @@ class Reply(NamedTuple):
 
 
 def retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), capped."""
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), as the server asks.
+
+    Uncapped here: the sender bounds it (``retry.maxRetryAfter``, and in
+    pipe mode the batch's retry budget).
+    """
     if not value:
         return None
     value = value.strip()
@@ -49,7 +52,7 @@ def retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[f
             return None
     if seconds != seconds:  # NaN
         return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+    return max(seconds, 0.0)
 
 
 def _reason(status: int, body: bytes) -> str:

@@ -31,6 +31,12 @@ def checks(subject: Subject) -> Iterator[Check]:
         yield from skipped(NAMES, NO_SETTINGS)
         return
     pid, document = subject.running_agent()
+    if subject.untrusted_agent:
+        yield Check("agent.running", FAIL, subject.untrusted_agent, "another program answers in the agent's place: "
+                    "find it (ss -ltnp, fuser) and remove it, or move health.listen / pidfile somewhere only the "
+                    "agent's user can write")
+        yield from skipped(NAMES[1:], "what claims to be the agent is not trusted (see agent.running)")
+        return
     listening = _socket_accepts(settings.socket_path)
     if pid is None and not listening and not subject.agent_configured:
         yield from skipped(NAMES, "no agent configured (the config sets none of pidfile, socket, spool, health)")

@@ -6,6 +6,7 @@ import os
 import stat
 from typing import Iterator
 
+from doow_track_agent import config
 from doow_track_agent.doctor.report import FAIL, OK, SKIP, WARN, Check
 from doow_track_agent.doctor.subject import Subject
 
@@ -44,15 +45,15 @@ def _schema(subject: Subject) -> Check:
 
 
 def _permissions(subject: Subject) -> Check:
-    """A key in a file other users can read is a warning: it works, but the checklist forbids it."""
+    """A file other users can change, or read when it holds the key, is a warning (the agent refuses it)."""
     if subject.file_data is None:
         return Check("config.permissions", SKIP, "no config file read")
     mode = stat.S_IMODE(os.stat(subject.config_path).st_mode)
+    exposure = config.key_exposure(subject.config_path, subject.file_data)
+    if exposure:
+        problem, _, fix = exposure.partition("; ")
+        return Check("config.permissions", WARN, f"mode {mode:04o}: {problem} (the agent refuses to run with it)",
+                     fix)
     if "apiKey" not in subject.file_data:
         return Check("config.permissions", OK, f"mode {mode:04o}; the file holds no key")
-    if subject.file_warnings:
-        return Check("config.permissions", WARN,
-                     f"mode {mode:04o}: the file holds the key and other users can read it",
-                     f"chmod 600 {subject.config_path} (640 with a dedicated group), or move the key to "
-                     "DOOW_TRACK_API_KEY or --api-key-file")
     return Check("config.permissions", OK, f"mode {mode:04o}: the key in it is not readable by other users")

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import List, Mapping, Optional, Tuple
 
-from doow_track_agent import client, config
+from doow_track_agent import client, config, identity
 from doow_track_agent.cli import options
 from doow_track_agent.config import ConfigError, Settings
 
@@ -41,6 +41,7 @@ class Subject:
     other_configs: List[str] = field(default_factory=list)
     timeout: float = 3.0
     _agent: Optional[Tuple[Optional[int], Optional[dict]]] = field(default=None, repr=False)
+    untrusted_agent: Optional[str] = None  # why what answers as the agent is not believed (no signal, no figures)
 
     @property
     def key(self) -> Optional[str]:
@@ -58,10 +59,14 @@ class Subject:
     def running_agent(self) -> Tuple[Optional[int], Optional[dict]]:
         """(pid, ``/status`` document) of the agent serving these settings, looked up once for every check.
 
-        Found as ``doow-track status`` finds it (``client.find_agent``); (None, None) without settings.
+        Found as ``doow-track status`` finds it (``client.find_agent``); (None, None) without settings,
+        and when what answers cannot be trusted (``untrusted_agent`` then says why).
         """
         if self._agent is None and self.settings is not None:
-            self._agent = client.find_agent(self.settings, options.pidfile_path(self.args, self.settings))
+            try:
+                self._agent = client.find_agent(self.settings, options.pidfile_path(self.args, self.settings))
+            except identity.Untrusted as error:
+                self.untrusted_agent = str(error)
         if self._agent is None:
             self._agent = (None, None)
         return self._agent

@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 from doow_track_agent import __version__
 from doow_track_agent.receiver import page
+from doow_track_agent.log_throttle import Throttled
 from doow_track_agent.receiver.faults import RETRY_AFTER_STATUSES, Faults, FaultState
 from doow_track_agent.receiver.loopback import page_allowed
 from doow_track_agent.receiver.protocol import (
@@ -51,6 +52,11 @@ POLL_SECONDS = 0.05
 HANDSHAKE_TIMEOUT_SECONDS = 10.0
 # How long stop() waits for handlers to finish a request in progress.
 STOP_TIMEOUT_SECONDS = 10.0
+# How long a connection may stay silent (between requests, or in the middle of a body): Node's
+# http.Server keepAliveTimeout.  A body shorter than its Content-Length is answered 400 after it.
+IDLE_TIMEOUT_SECONDS = 5.0
+# Open connections (each has a thread); more are closed at once.
+MAX_CONNECTIONS = 128
 
 logger = logging.getLogger("doow_track_agent.receiver")
 
@@ -104,6 +110,7 @@ class _Server(ThreadingHTTPServer):
         self.tls = tls
         self._connections: Set[socket.socket] = set()
         self._connections_changed = threading.Condition()
+        self._refusals = Throttled(logger)
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -114,7 +121,14 @@ class _Server(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_changed:
-            self._connections.add(request)
+            full = len(self._connections) >= MAX_CONNECTIONS
+            if not full:
+                self._connections.add(request)
+        if full:
+            self._refusals.warning("full", "refused a connection from %s: %d connections open (the limit)",
+                                   client_address[0], MAX_CONNECTIONS)
+            socketserver.TCPServer.shutdown_request(self, request)
+            return
         super().process_request(request, client_address)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
@@ -169,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = f"doow-track-receiver/{__version__}"
     disable_nagle_algorithm = True
-    timeout = 60
+    timeout = IDLE_TIMEOUT_SECONDS
     server: _Server
 
     def do_GET(self) -> None:
@@ -184,6 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._note = ""
         path = urlsplit(self.path).path
         try:
+            self._check_framing()
             self._route(method, path)(path)
         except ProtocolError as exc:
             self._send_json(exc.status, {"error": exc.error, "message": exc.message}, exc.headers)
@@ -293,6 +308,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- helpers ----------------------------------------------------------------
 
+    def _check_framing(self) -> None:
+        """One unambiguous body length: Transfer-Encoding with Content-Length, or two Content-Lengths, are
+        how requests are smuggled past a proxy (RFC 9112 6.1, 6.3), so they are refused with 400."""
+        lengths = self.headers.get_all("Content-Length") or []
+        if self.headers.get("Transfer-Encoding") is not None:
+            self.close_connection = True  # a chunked body is never read here (ingest answers 411)
+            if lengths:
+                raise ProtocolError(400, "bad_framing", "both Transfer-Encoding and Content-Length")
+        if len(lengths) > 1:
+            self.close_connection = True
+            raise ProtocolError(400, "bad_framing", "more than one Content-Length header")
+        if self.command == "GET" and lengths and lengths[0] != "0":
+            self.close_connection = True  # a body nobody reads must not be taken for the next request
+
     def _read_body(self) -> bytes:
         """Read exactly the declared body, refusing what is too large before reading it.
 
@@ -305,10 +334,14 @@ class _Handler(BaseHTTPRequestHandler):
         if int(length) > self.server.app.max_body_bytes:
             self.close_connection = True
             raise ProtocolError(413, "body_too_large", f"body exceeds {self.server.app.max_body_bytes} bytes")
-        body = self.rfile.read(int(length))
+        try:
+            body = self.rfile.read(int(length))
+        except (TimeoutError, socket.timeout):  # the same class from Python 3.10 on
+            body = b""
         if len(body) < int(length):
             self.close_connection = True
-            raise ProtocolError(400, "incomplete_body", "the connection closed before the whole body arrived")
+            raise ProtocolError(400, "incomplete_body", "the body is shorter than its Content-Length (the "
+                                f"connection closed, or stayed silent for {IDLE_TIMEOUT_SECONDS:g}s)")
         return body
 
     def _authorize(self) -> None:

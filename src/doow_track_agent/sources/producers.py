@@ -12,6 +12,12 @@ Each connection is its own task that takes every line already received,
 judges them with intake, and awaits a single commit for the lot: a producer
 that writes ahead is pipelined into large group commits, and a slow or dead
 producer only ever stalls its own task.
+
+No local user can hold the agent's descriptors: a connection silent for
+``producers.idleTimeout`` (or without its TCP token after TOKEN_TIMEOUT) is
+closed, each source (a peer uid, a TCP address) may hold at most
+``producers.maxConnectionsPerSource``, and all of them together stay
+CONNECTION_RESERVE descriptors below the process's RLIMIT_NOFILE.
 """
 
 from __future__ import annotations
@@ -20,10 +26,14 @@ import asyncio
 import hmac
 import json
 import logging
+import resource
+import time
+from collections import Counter
 from typing import List, NamedTuple, Optional, Set, Tuple, Union
 
 from doow_track_agent.buffers.spool import Spool, SpoolError
 from doow_track_agent.intake.events import Accepted, Intake, Invalid
+from doow_track_agent.log_throttle import Throttled
 from doow_track_agent.sources.lines import Line, LineSplitter
 from doow_track_agent.sources.pacing import pace
 from doow_track_agent.stats import Source, Stats
@@ -32,6 +42,8 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 16 * 1024
 CHUNKS_IN_FLIGHT = 4      # per connection: read ahead while earlier chunks commit
+TOKEN_TIMEOUT = 10.0      # seconds a TCP connection has to send its token line
+CONNECTION_RESERVE = 64   # descriptors kept for the spool, logs, health and delivery
 
 Verdict = Union[Accepted, Invalid]
 
@@ -62,31 +74,65 @@ _AUTH_FAILED = Invalid(1, "$", "the first line must be the configured tcp.token"
 
 
 class _Connection:
-    """One producer: its task, and whether it is in the middle of a chunk (not to be cancelled)."""
+    """One producer: its task, whether it is in the middle of a chunk (not to be cancelled), and
+    when it was last heard from (monotonic seconds)."""
 
-    def __init__(self, source: Source, origin: str) -> None:
+    def __init__(self, source: Source, origin: str, peer: str, authenticated: bool) -> None:
         self.source = source
         self.origin = origin
+        self.peer = peer
         self.task = asyncio.current_task()
         self.busy = False
+        self.authenticated = authenticated
+        self.active = time.monotonic()
+
+
+def descriptor_budget() -> int:
+    """How many producer connections the process's RLIMIT_NOFILE leaves room for."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return max(1, (soft if soft != resource.RLIM_INFINITY else 65536) - CONNECTION_RESERVE)
 
 
 class Producers:
-    """Serves producer connections for every source; ``intake`` is swapped on reload."""
+    """Serves producer connections for every source; ``intake`` and the limits are swapped on reload."""
 
-    def __init__(self, spool: Spool, stats: Stats, intake: Intake) -> None:
+    def __init__(self, spool: Spool, stats: Stats, intake: Intake, idle_timeout: float = 60.0,
+                 per_source: int = 256) -> None:
         self.spool = spool
         self.stats = stats
         self.intake = intake
+        self.idle_timeout = idle_timeout
+        self.per_source = per_source
         self.closing = False
         self._connections: Set[_Connection] = set()
+        self._peers: "Counter[str]" = Counter()
+        self._budget = descriptor_budget()
         self._warned_full = False
+        self._throttled = Throttled(log)
+        self._sweeper: "Optional[asyncio.Task[None]]" = None
+
+    def set_limits(self, idle_timeout: float, per_source: int) -> None:
+        """``producers.idleTimeout`` (seconds) and ``producers.maxConnectionsPerSource``."""
+        self.idle_timeout, self.per_source = idle_timeout, per_source
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    source: Source, origin: str, token: Optional[str] = None) -> None:
-        """Handle one producer of ``source`` until it disconnects or the agent stops accepting."""
-        conn = _Connection(source, origin)
+                    source: Source, origin: str, token: Optional[str] = None, peer: Optional[str] = None) -> None:
+        """Handle one producer of ``source`` until it disconnects, falls silent, or the agent stops accepting.
+
+        ``peer`` is what the per-source limit counts (a peer uid, a TCP address).
+        """
+        peer = peer or origin
+        if self._peers[peer] >= self.per_source or len(self._connections) >= self._budget:
+            self._throttled.warning(f"refused {peer}", "%s: connection refused: %d open from this source "
+                                    "(producers.maxConnectionsPerSource %d), %d in all (limit %d from "
+                                    "RLIMIT_NOFILE)", origin, self._peers[peer], self.per_source,
+                                    len(self._connections), self._budget)
+            writer.close()
+            return
+        conn = _Connection(source, origin, peer, token is None)
         self._connections.add(conn)
+        self._peers[peer] += 1
+        self._start_sweeper()
         try:
             await self._converse(conn, reader, writer, token)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
@@ -95,7 +141,25 @@ class Producers:
             pass
         finally:
             self._connections.discard(conn)
+            self._peers[peer] -= 1
+            if not self._peers[peer]:
+                del self._peers[peer]
             writer.close()
+
+    def _start_sweeper(self) -> None:
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.ensure_future(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Close connections silent past their deadline (a timestamp per read beats a timer per read)."""
+        while self._connections and not self.closing:
+            await asyncio.sleep(min(1.0, self.idle_timeout / 2))
+            now = time.monotonic()
+            for conn in list(self._connections):
+                limit = self.idle_timeout if conn.authenticated else min(self.idle_timeout, TOKEN_TIMEOUT)
+                if not conn.busy and now - conn.active > limit and conn.task is not None:
+                    log.debug("%s: closing a connection silent for %.0fs", conn.origin, now - conn.active)
+                    conn.task.cancel()
 
     async def _converse(self, conn: _Connection, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter, token: Optional[str]) -> None:
@@ -114,11 +178,12 @@ class Producers:
         authenticated = token is None
         while not self.closing:
             data = await reader.read(READ_SIZE)
+            conn.active = time.monotonic()
             conn.busy = True  # from here until the chunk is queued for its reply, never cancelled
             await pace(self.spool, self.stats)
             lines = splitter.feed(data) if data else splitter.finish()
             if not authenticated and lines:
-                authenticated = self._check_token(lines.pop(0)[1], token or "")
+                authenticated = conn.authenticated = self._check_token(lines.pop(0)[1], token or "")
                 if not authenticated:
                     log.warning("%s: refused a producer without the right token", conn.origin)
                     await chunks.put(_Chunk([(1, _AUTH_FAILED)], 0, None))
@@ -141,9 +206,11 @@ class Producers:
                 continue
             try:
                 writer.write(replies)
-                await writer.drain()
-            except ConnectionError as exc:
-                log.debug("%s: connection lost before its replies: %s", origin, exc)
+                # A producer that never reads its replies must not hold the connection (and its reader) forever.
+                await asyncio.wait_for(writer.drain(), self.idle_timeout)
+            except (ConnectionError, asyncio.TimeoutError) as exc:
+                log.debug("%s: connection lost before its replies: %r", origin, exc)
+                writer.transport.abort()
                 broken = True
 
     @staticmethod

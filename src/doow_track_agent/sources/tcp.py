@@ -8,9 +8,9 @@ connection must send the token as its first line.
 from __future__ import annotations
 
 import asyncio
-from typing import Optional
+from typing import Awaitable, List, Optional
 
-from doow_track_agent.config import Listen, Settings
+from doow_track_agent.config import Listen, Settings, loopback_only
 from doow_track_agent.sources import STREAM_LIMIT, SourceError
 from doow_track_agent.sources.producers import Producers
 from doow_track_agent.stats import Source
@@ -25,23 +25,33 @@ def address(settings: Settings) -> Optional[Listen]:
     return None
 
 
-def require_token(listen: Listen, token: Optional[str]) -> None:
-    """Refuse a listener beyond loopback that anyone could bill through."""
-    if not listen.is_loopback and not token:
-        raise SourceError(f"tcp.listen {listen} is not a loopback address: set tcp.token, "
-                          "which producers must send as their first line")
+def require_token(listen: Listen, token: Optional[str]) -> List[str]:
+    """The addresses to bind; refuse a listener beyond loopback that anyone could bill through.
+
+    Loopback needs both a loopback spelling (``loopback.is_loopback``) and every address the host
+    resolves to on loopback: a name in /etc/hosts pointing elsewhere is caught either way.
+    """
+    addresses = listen.addresses()
+    if not addresses:
+        raise SourceError(f"tcp.listen {listen}: the host does not resolve")
+    if not (listen.is_loopback and loopback_only(addresses)) and not token:
+        raise SourceError(f"tcp.listen {listen} is not a loopback address (it resolves to "
+                          f"{', '.join(addresses)}): set tcp.token, which producers must send as their first line")
+    return addresses
 
 
-def _origin(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
-    return f"tcp:{peer[0]}:{peer[1]}" if peer else "tcp"
+def _serve(producers: Producers, source: Source, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+           token: Optional[str]) -> Awaitable[None]:
+    address = writer.get_extra_info("peername")
+    origin, peer = (f"tcp:{address[0]}:{address[1]}", f"tcp:{address[0]}") if address else ("tcp", "tcp")
+    return producers.serve(reader, writer, source, origin, token, peer)
 
 
 class TcpSource:
     """A TCP listener speaking the same NDJSON protocol as the Unix socket."""
 
     def __init__(self, listen: Listen, token: Optional[str]) -> None:
-        require_token(listen, token)
+        self.addresses = require_token(listen, token)
         self.listen = listen
         self.token = token
         self._server: Optional[asyncio.AbstractServer] = None
@@ -49,9 +59,10 @@ class TcpSource:
     async def start(self, producers: Producers) -> None:
         source = Source("tcp", str(self.listen))
         try:
+            # Bind the addresses that were checked, not the name again: a second lookup could differ.
             self._server = await asyncio.start_server(
-                lambda r, w: producers.serve(r, w, source, _origin(w), self.token),
-                self.listen.host, self.listen.port, limit=STREAM_LIMIT, reuse_address=True)
+                lambda r, w: _serve(producers, source, r, w, self.token),
+                self.addresses, self.listen.port, limit=STREAM_LIMIT, reuse_address=True)
         except OSError as exc:
             raise SourceError(f"cannot listen on tcp.listen {self.listen}: {exc.strerror}") from None
         producers.stats.add_source(source)

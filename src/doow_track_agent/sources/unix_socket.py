@@ -14,8 +14,9 @@ import os
 import socket
 import stat
 import struct
-from typing import Optional
+from typing import Awaitable, Optional, Tuple
 
+from doow_track_agent.secure_files import ensure_directory
 from doow_track_agent.sources import STREAM_LIMIT, SourceError
 from doow_track_agent.sources.producers import Producers
 from doow_track_agent.stats import Source
@@ -50,14 +51,21 @@ def _group_id(group: Optional[str]) -> int:
         raise SourceError(f"socket.group {group!r} does not exist") from None
 
 
-def _origin(writer: asyncio.StreamWriter) -> str:
-    """``socket:pid N``: which local process sent a line, for the log."""
+def _peer(writer: asyncio.StreamWriter) -> Tuple[str, str]:
+    """(``socket:pid N``, ``uid N``): which local process sent a line (for the log), and whose it is
+    (what producers.maxConnectionsPerSource counts)."""
     sock = writer.get_extra_info("socket")
     try:
-        pid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))[0]
+        pid, uid, _ = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
     except (OSError, AttributeError):
-        return "socket"
-    return f"socket:pid {pid}"
+        return "socket", "socket"
+    return f"socket:pid {pid}", f"uid {uid}"
+
+
+def _serve(producers: Producers, source: Source, reader: asyncio.StreamReader,
+           writer: asyncio.StreamWriter) -> Awaitable[None]:
+    origin, peer = _peer(writer)
+    return producers.serve(reader, writer, source, origin, peer=peer)
 
 
 class UnixSource:
@@ -71,16 +79,17 @@ class UnixSource:
         self._inode: Optional[int] = None
 
     async def start(self, producers: Producers) -> None:
-        _group_id(self.group)  # fail before touching the filesystem
+        """Bind; raises SourceError, or UnsafePath when another user controls the socket's directory."""
+        gid = _group_id(self.group)  # fail before touching the filesystem
         source = Source("socket", self.path)
         try:
-            os.makedirs(os.path.dirname(self.path) or ".", mode=0o755, exist_ok=True)
+            # A directory we create lets socket.group through (0750 + group): the socket's own mode decides.
+            ensure_directory(os.path.dirname(os.path.abspath(self.path)), "the directory of socket.path", 0o750, gid)
             _remove_stale(self.path)
             previous = os.umask(0o177)
             try:
                 self._server = await asyncio.start_unix_server(
-                    lambda r, w: producers.serve(r, w, source, _origin(w)), self.path, limit=STREAM_LIMIT,
-                    backlog=128)
+                    lambda r, w: _serve(producers, source, r, w), self.path, limit=STREAM_LIMIT, backlog=128)
             finally:
                 os.umask(previous)
             self._inode = os.stat(self.path).st_ino

@@ -27,7 +27,8 @@ from doow_track_agent.stats import Stats
 
 log = logging.getLogger(__name__)
 
-_REQUEST_TIMEOUT = 5.0
+_REQUEST_TIMEOUT = 5.0    # seconds for a whole exchange: request head in, answer out
+_MAX_CONNECTIONS = 64     # open at once; more are closed unanswered (the listener is for probes)
 _MAX_HEAD = 8192
 _COUNTERS = ("accepted", "invalid", "delivered", "rejected", "dead_lettered", "requests", "retries")
 
@@ -103,6 +104,7 @@ class HealthServer:
         self.agent = agent
         self._server: Optional[asyncio.AbstractServer] = None
         self._collectors = metrics.registry(lambda: status_document(agent))
+        self._open = 0
         self._routes: Dict[str, Callable[[], Response]] = {
             "/healthz": lambda: _text(200, "ok\n"),
             "/readyz": self._readyz,
@@ -129,16 +131,24 @@ class HealthServer:
         return 200, metrics.CONTENT_TYPE, metrics.exposition(self._collectors)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._open >= _MAX_CONNECTIONS:
+            writer.close()
+            return
+        self._open += 1
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _REQUEST_TIMEOUT)
-            writer.write(self._respond(head))
-            await writer.drain()
+            await asyncio.wait_for(self._exchange(reader, writer), _REQUEST_TIMEOUT)
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
         except Exception:  # a bug in one answer must not go unseen, nor take the listener down
             log.exception("health listener: cannot answer")
         finally:
+            self._open -= 1
             writer.close()
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        writer.write(self._respond(head))
+        await writer.drain()
 
     def _respond(self, head: bytes) -> bytes:
         parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()

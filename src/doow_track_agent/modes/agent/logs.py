@@ -17,6 +17,7 @@ import time
 
 from doow_track_agent.config import Settings
 from doow_track_agent.redact import scrub_keys
+from doow_track_agent.secure_files import ensure_directory, opener
 
 SYSLOG = "/dev/log"  # the local syslog socket a detached agent logs to
 _FALLBACK_NAME = "agent.log"
@@ -76,10 +77,17 @@ def _handler(settings: Settings, foreground: bool) -> logging.Handler:
         handler.ident = f"doow-track[{os.getpid()}]: "
         return handler
     try:
-        os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
-        return logging.handlers.WatchedFileHandler(where, encoding="utf-8")  # follows logrotate's renames
+        ensure_directory(os.path.dirname(os.path.abspath(where)), "the directory of log.file")
+        return _PrivateFileHandler(where, encoding="utf-8")
     except OSError as exc:
         raise LogSetupError(f"log.file {where}: {exc.strerror}") from None
+
+
+class _PrivateFileHandler(logging.handlers.WatchedFileHandler):
+    """Follows logrotate's renames; every (re)open refuses a symlink or another user's file."""
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        return open(self.baseFilename, self.mode, encoding=self.encoding, opener=opener("log.file", 0o640))
 
 
 def setup(settings: Settings, foreground: bool) -> None:

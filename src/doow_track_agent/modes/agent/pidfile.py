@@ -17,6 +17,9 @@ import os
 import time
 from typing import Optional
 
+from doow_track_agent import identity
+from doow_track_agent.secure_files import open_private
+
 log = logging.getLogger(__name__)
 
 _RETRY_SECONDS = 1.0
@@ -68,7 +71,7 @@ class PidFile:
         deadline = time.monotonic() + _RETRY_SECONDS
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o755, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = open_private(self.path, os.O_RDWR | os.O_CREAT, "pidfile", 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -103,12 +106,17 @@ class PidFile:
 
 
 def running_pid(path: str) -> Optional[int]:
-    """The pid of the live agent holding ``path``, or None (no file, or a stale one)."""
+    """The pid written in ``path`` while something holds its lock, or None (no file, or a stale one).
+
+    Taken on trust: what is to be signalled comes from ``trusted_pid``.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.EACCES):
             return None
+        if exc.errno == errno.ELOOP:
+            raise identity.Untrusted(f"pidfile {path} is a symlink; not used to find the agent") from None
         raise
     try:
         try:
@@ -119,6 +127,20 @@ def running_pid(path: str) -> Optional[int]:
         return None
     finally:
         os.close(fd)
+
+
+def trusted_pid(path: str) -> Optional[int]:
+    """``running_pid``, once ``identity`` vouches for it; None when that process is already exiting.
+
+    Raises identity.Untrusted when the file names a pid that must not be
+    signalled: one that does not hold the lock, is not doow-track, or runs
+    as neither the file's owner nor root.
+    """
+    pid = running_pid(path)
+    if pid is None or not process_alive(pid):
+        return None
+    identity.check_pidfile_holder(path, pid, os.stat(path).st_uid)
+    return pid
 
 
 def process_alive(pid: int) -> bool:

@@ -25,6 +25,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import resource
 import signal
 import sys
 import time
@@ -40,9 +41,12 @@ from doow_track_agent.delivery import http_client
 from doow_track_agent.delivery.pump import Pump
 from doow_track_agent.exits import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_UNAVAILABLE
 from doow_track_agent.intake.events import Intake
+from doow_track_agent.log_throttle import Throttled
 from doow_track_agent.modes.agent import logs, systemd
 from doow_track_agent.modes.agent.health import HealthServer
 from doow_track_agent.modes.agent.pidfile import PidFile, PidfileLocked
+from doow_track_agent.redact import scrub_keys
+from doow_track_agent.secure_files import UnsafePath
 from doow_track_agent.sources import SourceError, file_tail
 from doow_track_agent.sources.file_tail import FileTail
 from doow_track_agent.sources.producers import Producers
@@ -56,6 +60,7 @@ log = logging.getLogger(__name__)
 _HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _PRODUCER_GRACE = 2.0
 _PUMP_GRACE = 5.0
+_NOFILE = 65536
 
 Loader = Callable[[], Settings]
 Listener = Union[UnixSource, TcpSource, HealthServer]
@@ -117,7 +122,7 @@ def _preflight(settings: Settings) -> None:
         raise StartupError(EX_CONFIG, "no API key: set apiKey in the config, DOOW_TRACK_API_KEY, or --api-key-file")
     exposure = config.key_exposure(settings.source) if settings.source else None
     if exposure:
-        raise StartupError(EX_CONFIG, f"{exposure}; the agent refuses to run with a key others can read")
+        raise StartupError(EX_CONFIG, f"{exposure}; the agent refuses to run with a key others can read or redirect")
     if settings.disabled:
         raise StartupError(EX_CONFIG, "disabled is set (DOOW_TRACK_DISABLED or \"disabled\": true): the agent "
                                       "would accept events and send none; unset it, or validate with "
@@ -190,6 +195,7 @@ class Agent:
             loop.add_signal_handler(signal.SIGCHLD, reap_children)
             reap_children()
         self._signals.extend(early)
+        loop.set_exception_handler(_loop_errors(Throttled(log)))
 
     async def run(self, handshake: Optional[Handshake], early_signals: List[int]) -> int:
         """Start, report, serve until told to stop; returns the exit status."""
@@ -213,16 +219,16 @@ class Agent:
         settings = self.settings
         try:
             logs.setup(settings, self._foreground)
-        except logs.LogSetupError as error:
-            raise StartupError(EX_CONFIG, str(error)) from None
-        try:
             self.spool.open()
         except SpoolLocked as error:
             raise StartupError(EX_UNAVAILABLE, str(error)) from None
+        except (logs.LogSetupError, UnsafePath) as error:
+            raise StartupError(EX_CONFIG, str(error)) from None
         except SpoolError as error:
             raise StartupError(getattr(error, "code", EX_TEMPFAIL), str(error)) from None
         self.spool.on_failure = lambda _reason: self._wake.set() if self._wake else None
-        self._producers = Producers(self.spool, self.stats, Intake(settings.attribution))
+        self._producers = Producers(self.spool, self.stats, Intake(settings.attribution), settings.idle_timeout,
+                                    settings.max_connections_per_source)
         self._unix, self._tcp, self._health = await self._listeners(settings)
         self._pump = Pump(settings, self.spool, self.spool, self.stats, max_attempts=None, halt_on_failure=False)
         self._start_or_repoint_file_tail(settings)
@@ -231,9 +237,17 @@ class Agent:
         if self._pidfile is not None and self._pidfile.stale_pid:
             log.warning("took over stale pidfile %s left by pid %d", self._pidfile.path, self._pidfile.stale_pid)
         self._warn_unused_input(settings)
+        self._warn_exposed_health(settings)
         log.info("agent %s ready (pid %d): socket %s, spool %s, health %s, logs to %s, %s",
                  __version__, os.getpid(), settings.socket_path, settings.spool_dir, settings.health_listen,
                  self.log_target, settings.describe())
+
+    @staticmethod
+    def _warn_exposed_health(settings: Settings) -> None:
+        listen = settings.health_listen
+        if listen is not None and not listen.is_loopback:
+            log.warning("health.listen %s is not a loopback address: /status shows the endpoint, the masked key "
+                        "and config paths to anyone who can reach it; firewall it or listen on 127.0.0.1", listen)
 
     @staticmethod
     def _warn_unused_input(settings: Settings) -> None:
@@ -260,9 +274,10 @@ class Agent:
             if unix is not self._unix and unix is not None:
                 await unix.start(self._producers)
                 opened.append(unix)
-        except (SourceError, StartupError) as error:
+        except (SourceError, StartupError, UnsafePath) as error:
             _close_listeners(opened)
-            raise StartupError(getattr(error, "code", EX_TEMPFAIL), str(error)) from None
+            code = EX_CONFIG if isinstance(error, UnsafePath) else getattr(error, "code", EX_TEMPFAIL)
+            raise StartupError(code, str(error)) from None
         return unix, tcp, health
 
     def _start_or_repoint_file_tail(self, settings: Settings) -> None:
@@ -355,19 +370,23 @@ class Agent:
     async def reload(self) -> None:
         """SIGHUP: re-read and validate the config; apply all of it, or keep all of the running one."""
         systemd.reloading()
-        self.reload_state = {**self.reload_state, "attempts": self.reload_state["attempts"] + 1,
-                             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        # /status shows the attempt only with its outcome: `reload` waits for the count to go up.
+        attempt = {"attempts": self.reload_state["attempts"] + 1,
+                   "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         try:
-            settings = self._kept_at_restart(_load_preflighted(self._loader))
+            # Off the loop: a config path that blocks (a FIFO, a hung mount) must not freeze the agent.
+            loaded = await asyncio.get_running_loop().run_in_executor(None, _load_preflighted, self._loader)
+            settings = self._kept_at_restart(loaded)
             unix, tcp, health = await self._listeners(settings)
             logs.setup(settings, self._foreground)
             self.log_target = logs.target(settings, self._foreground)
-        except (ConfigError, StartupError, logs.LogSetupError) as error:
+        except (ConfigError, StartupError, logs.LogSetupError, UnsafePath) as error:
             log.error("reload refused, keeping the running config (generation %d): %s", self.generation, error)
-            self.reload_state.update(ok=False, error=str(error))
+            # /status is readable by every local user: the text may quote the config, so no key-shaped value.
+            self.reload_state = {**attempt, "ok": False, "error": scrub_keys(str(error))}
         else:
             self._apply(settings, unix, tcp, health)
-            self.reload_state.update(ok=True, error=None)
+            self.reload_state = {**attempt, "ok": True, "error": None}
         systemd.ready(f"ready, config generation {self.generation}")
 
     def _kept_at_restart(self, settings: Settings) -> Settings:
@@ -386,6 +405,7 @@ class Agent:
                          if old is not new)
         self._unix, self._tcp, self._health = unix, tcp, health
         self._producers.intake = Intake(settings.attribution)
+        self._producers.set_limits(settings.idle_timeout, settings.max_connections_per_source)
         self._start_or_repoint_file_tail(settings)
         self.spool.set_limits(settings.spool_max_bytes, settings.spool_fsync)
         self._pump.reconfigure(settings)
@@ -393,6 +413,7 @@ class Agent:
         self.generation += 1
         for warning in settings.warnings:
             log.warning("%s", warning)
+        self._warn_exposed_health(settings)
         log.info("config reloaded (generation %d): %s", self.generation, settings.describe())
 
     async def _shutdown(self, pump: "asyncio.Future[None]") -> None:
@@ -445,6 +466,27 @@ def reap_children() -> None:
             return
 
 
+def _loop_errors(throttled: Throttled) -> Callable[[asyncio.AbstractEventLoop, dict], None]:
+    """The loop's exception handler: failed accepts (EMFILE under a connection flood) are logged
+    once a minute without a traceback; everything else as asyncio would."""
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        if "accept" in str(context.get("message", "")):
+            throttled.warning("accept", "cannot accept a connection: %s", context.get("exception"))
+        else:
+            loop.default_exception_handler(context)
+
+    return handle
+
+
+def _raise_nofile() -> None:
+    """Soft RLIMIT_NOFILE up to the hard one (capped at 65536): the loop uses epoll, not select()."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = _NOFILE if hard == resource.RLIM_INFINITY else min(hard, _NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 # -- the daemon context -------------------------------------------------------------
 
 
@@ -478,6 +520,7 @@ def _noting(early: List[int]) -> Callable[[int, object], None]:
 def _run_in_daemon_context(settings: Settings, loader: Loader, pidfile: Optional[str], foreground: bool,
                            handshake: Optional[Handshake], early: List[int]) -> int:
     """Become the daemon and run the agent to completion; returns the exit status."""
+    _raise_nofile()
     keep = [handshake.fd] if handshake else []
     lock = PidFile(pidfile) if pidfile else None
     context = _daemon_context(foreground, lock, keep, _noting(early))
@@ -485,6 +528,8 @@ def _run_in_daemon_context(settings: Settings, loader: Loader, pidfile: Optional
         context.open()
     except PidfileLocked as error:
         return _refuse(handshake, EX_UNAVAILABLE, str(error))
+    except UnsafePath as error:
+        return _refuse(handshake, EX_CONFIG, str(error))
     except (OSError, daemon.daemon.DaemonError) as error:
         return _refuse(handshake, EX_TEMPFAIL, f"cannot become a daemon: {error}")
     try:

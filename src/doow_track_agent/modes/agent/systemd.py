@@ -97,6 +97,9 @@ def unit(settings: Settings, exec_path: str, config_path: str, user: Optional[st
         "RestartSec=2",
         *([f"User={user}"] if user else []),
         "UMask=0027",
+        # Room for producers.maxConnectionsPerSource from many users; the agent's limits stay below it.
+        "LimitNOFILE=65536",
+        "LimitCORE=0",  # a core dump would hold the key and billing events
         *_writable_paths(settings),
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",

@@ -16,9 +16,9 @@ from typing import Iterable, List, Mapping, Optional
 
 from doow_track_agent import locations
 from doow_track_agent.intake import wire
+from doow_track_agent.secure_files import UnsafePath, check_directory, ensure_directory, open_private
 
-_CHUNK_LINES = 256
-
+_CHUNK_LINES = 256  # lines per write(2): one call for most batches, and a small redo when a write fails
 
 
 def default_path(env: Mapping[str, str], kind: str) -> str:
@@ -35,8 +35,9 @@ class LineFile:
     not make it, so that they can be reported rather than silently lost.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, what: str = "outbox file") -> None:
         self.path = path
+        self.what = what
         self.lines = 0
         self.error: Optional[str] = None
         self._fd: Optional[int] = None
@@ -63,12 +64,12 @@ class LineFile:
             return 0
         try:
             if self._fd is None:
-                self._fd = _open_private(self.path)
+                self._fd = _open_private(self.path, self.what)
                 self._size = os.lseek(self._fd, 0, os.SEEK_END)
             data = b"".join(line + b"\n" for line in chunk)
             self._write_all(data)
             return len(chunk)
-        except OSError as error:
+        except (OSError, UnsafePath) as error:
             self._cut_back()
             if len(chunk) > 1:
                 written = 0
@@ -77,7 +78,7 @@ class LineFile:
                         break
                     written += 1
                 return written
-            self.error = error.strerror or str(error)
+            self.error = getattr(error, "strerror", None) or str(error)
             return 0
 
     def _write_all(self, data: bytes) -> None:
@@ -111,9 +112,24 @@ class LineFile:
         return self.path if self.lines else None
 
 
-def _open_private(path: str) -> int:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+def _open_private(path: str, what: str) -> int:
+    ensure_directory(os.path.dirname(os.path.abspath(path)), f"the directory of the {what}", 0o700)
+    return open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, what)
+
+
+def check_writable(path: str, what: str) -> None:
+    """Raise UnsafePath now, before any input is read, if ``path`` could not be written safely later.
+
+    An existing file must be ours and not a symlink; the nearest existing
+    directory above it must be safe.  Nothing is created.
+    """
+    if os.path.lexists(path):
+        os.close(open_private(path, os.O_WRONLY | os.O_APPEND, what))
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(directory):
+        directory = os.path.dirname(directory)
+    check_directory(directory, f"the directory of the {what}")
 
 
 def reject_line(wire_event: bytes, reason: str) -> bytes:

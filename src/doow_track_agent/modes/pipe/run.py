@@ -127,7 +127,7 @@ class Ledger:
     def __init__(self, summary: Summary, options: PipeOptions, say: Callable[[str], None]) -> None:
         self.summary = summary
         self.outbox = outbox.LineFile(options.outbox_path)
-        self.rejects = outbox.LineFile(options.rejects_path)
+        self.rejects = outbox.LineFile(options.rejects_path, "rejects file")
         self.origin = options.origin  # events' refs are their line numbers in this input
         self._say = say
         self.reasons: List[str] = []
