@@ -67,12 +67,14 @@ class UserSession(Session):
         site = sysconfig.get_paths()["purelib"]
         bindir = os.path.join(self.dir, "bin")
         os.mkdir(bindir)
-        mains = {"doow-track": "from doow_track_agent.cli import main; sys.exit(main())",
-                 "ansible": "from ansible.cli.adhoc import main; sys.argv[0] = 'ansible'; main()"}
+        # Python scripts with a shebang, as pip writes them: the agent's command line reads
+        # ``python .../doow-track``, which is how stop/status recognise a doow-track process.
+        mains = {"doow-track": "from doow_track_agent.cli import main\nsys.exit(main())",
+                 "ansible": "from ansible.cli.adhoc import main\nsys.argv[0] = 'ansible'\nmain()"}
         for name, code in mains.items():
             path = os.path.join(bindir, name)
             with open(path, "w", encoding="utf-8") as handle:
-                handle.write(f'#!/bin/sh\nexec {SYSTEM_PYTHON} -c "import sys; {code}" "$@"\n')
+                handle.write(f"#!{SYSTEM_PYTHON}\nimport sys\n{code}\n")
             os.chmod(path, 0o755)
         self.env.update({"PYTHONPATH": os.pathsep.join((os.path.join(ROOT, "src"), site)),
                          "PATH": bindir + os.pathsep + "/usr/local/bin:/usr/bin:/bin"})
