@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Callable, Collection, List, Optional, Protocol, Tuple
 
 FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 
@@ -95,3 +95,36 @@ def substitute(text: str, pairs: List[Tuple[str, str]]) -> str:
     for old, new in pairs:
         text = text.replace(old, new)
     return text
+
+
+class Replayer(Protocol):
+    """What runs a document's sessions: a directory to write named files in and a shell to run commands."""
+
+    def write(self, name: str, body: str) -> None: ...
+
+    def run(self, command: str) -> str: ...
+
+
+def replay(document: str, parts: List[Block], session: Replayer, skipped: Collection[int] = (),
+           other: Optional[Callable[[Block], None]] = None) -> int:
+    """Write each named file block, run each console command and compare its output with the document's.
+
+    ``other`` sees every remaining block (e.g. to refuse a command block no test runs); blocks whose
+    first line is in ``skipped`` are left out.  Returns how many commands ran.
+    """
+    ran = 0
+    for block in parts:
+        if block.line in skipped:
+            continue
+        if block.name and block.kind != "console":
+            session.write(block.name, block.body)
+        elif block.kind == "console":
+            for command in commands(block):
+                actual = session.run(command.command)
+                assert matches(command.expected, actual), (
+                    f"{document} line {command.line}: $ {command.command}\n--- it shows:\n"
+                    + "\n".join(command.expected) + "\n--- it printed:\n" + actual)
+                ran += 1
+        elif other is not None:
+            other(block)
+    return ran

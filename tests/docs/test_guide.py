@@ -119,17 +119,7 @@ def _receiver_command(blocks: List[guide.Block]) -> str:
 def test_console_sessions_print_what_the_guide_shows(session: Session):
     blocks = guide.blocks(_text())
     session.start_receiver(_receiver_command(blocks))
-    ran = 0
-    for block in blocks:
-        if block.name and block.kind != "console":
-            session.write(block.name, block.body)
-        elif block.kind == "console":
-            for command in guide.commands(block):
-                actual = session.run(command.command)
-                assert guide.matches(command.expected, actual), (
-                    f"docs/guide.md line {command.line}: $ {command.command}\n--- the guide shows:\n"
-                    + "\n".join(command.expected) + "\n--- it printed:\n" + actual)
-                ran += 1
+    ran = guide.replay("docs/guide.md", blocks, session)
     assert ran >= 20
 
 

@@ -117,29 +117,20 @@ def user_session() -> Iterator[UserSession]:
     started.close()
 
 
+def _refuse_unrun_command(block: guide.Block) -> None:
+    if block.kind in COMMAND_KINDS:
+        lines = guide.shell_lines(block)
+        assert len(lines) == 1 and lines[0].startswith("doow-track receiver"), (
+            f"README.md line {block.line}: a command block that no test runs: make it a console "
+            "session, or mark it <!-- docs-test: skip: REASON -->")
+
+
 def test_console_sessions_print_what_the_readme_shows(user_session: UserSession):
     text = _text()
     blocks = guide.blocks(text)
     skipped = _skipped_lines(text)
     user_session.start_receiver(_receiver_command(blocks))
-    ran = 0
-    for block in blocks:
-        if block.line in skipped:
-            continue
-        if block.name and block.kind != "console":
-            user_session.write(block.name, block.body)
-        elif block.kind == "console":
-            for command in guide.commands(block):
-                actual = user_session.run(command.command)
-                assert guide.matches(command.expected, actual), (
-                    f"README.md line {command.line}: $ {command.command}\n--- the README shows:\n"
-                    + "\n".join(command.expected) + "\n--- it printed:\n" + actual)
-                ran += 1
-        elif block.kind in COMMAND_KINDS:
-            lines = guide.shell_lines(block)
-            assert len(lines) == 1 and lines[0].startswith("doow-track receiver"), (
-                f"README.md line {block.line}: a command block that no test runs: make it a console "
-                "session, or mark it <!-- docs-test: skip: REASON -->")
+    ran = guide.replay("README.md", blocks, user_session, skipped, _refuse_unrun_command)
     assert ran >= 15
 
 
