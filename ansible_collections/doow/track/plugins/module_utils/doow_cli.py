@@ -11,8 +11,10 @@ __metaclass__ = type
 
 import json
 import os
+import re
 
 from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.six.moves.urllib.parse import unquote, urlsplit
 
 DEFAULT_PREFIX = '/opt/doow-track'
 DEFAULT_CONFIG = '/etc/doow-track/doow-track.json'
@@ -76,6 +78,29 @@ def mask_key(key):
     if len(key) > len(prefix) + 8:
         return u'%s\u2026%s' % (prefix, key[-4:])
     return u'%s\u2026' % (prefix,)
+
+
+def mask_url(url):
+    """A URL with its password shown as ***: the runtime's egress.mask_url, kept
+    in step by tests/unit/test_collection_in_step.py.  URLs without a password
+    are returned unchanged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition('@')[2]
+    return parts._replace(netloc='%s:***@%s' % (parts.username, host)).geturl()
+
+
+def url_secrets(url):
+    """The password of a URL's user:password@ part, as written and decoded
+    (%40 and @), for AnsibleModule.no_log_values; empty when there is none.
+    Reads the URL as urlsplit does, without failing on one it would refuse."""
+    netloc = re.split(r'[/?#]', url.split('://', 1)[-1], 1)[0]
+    userinfo, at, _ = netloc.rpartition('@')
+    password = userinfo.partition(':')[2] if at else ''
+    if not password:
+        return set()
+    return set((password, unquote(password)))
 
 
 def read_json_file(path):

@@ -66,6 +66,40 @@ options:
   pidfile:
     description: The agent's pidfile (C(pidfile)); M(doow.track.service) uses it.
     type: path
+  proxy:
+    description:
+      - Forward proxy for every request to the endpoint (C(proxy)), a URL such
+        as V(http://user:password@proxy.example.com:3128) (V(host:port) means
+        C(http://host:port), as for curl), V(false) to connect directly
+        whatever E(HTTPS_PROXY) says, or V(true) to use the agent's
+        E(HTTPS_PROXY), E(HTTP_PROXY), E(ALL_PROXY) and E(NO_PROXY).
+      - Not set, the key is left out and the runtime's default (V(true)) applies.
+      - The password is written to O(config_file) and never returned or
+        logged; RV(config) and the diff show it as C(***).
+    type: raw
+  tls:
+    description: How the endpoint's certificate is verified, and the client certificate (C(tls)).
+    type: dict
+    suboptions:
+      trust_store:
+        description:
+          - V(certifi) (the bundle shipped with the runtime) or V(system), the
+            operating system's trust store (C(trustStore)).
+        type: str
+        choices: [certifi, system]
+      ca_file:
+        description:
+          - PEM file on the host of CA certificates trusted in addition to the
+            trust store, for example a TLS-inspecting proxy's CA (C(caFile)).
+        type: path
+      cert_file:
+        description: PEM client certificate on the host, for gateways that require mutual TLS (C(certFile)).
+        type: path
+      key_file:
+        description:
+          - Unencrypted PEM private key of O(tls.cert_file) on the host (C(keyFile));
+            leave it out when O(tls.cert_file) holds the key too.
+        type: path
   extra:
     description:
       - Any other top-level keys, written as given and merged last (a nested
@@ -98,7 +132,7 @@ attributes:
     support: full
   diff_mode:
     support: full
-    details: The diff shows the JSON document with the API key masked.
+    details: The diff shows the JSON document with the API key, the TCP token and the proxy password masked.
   platform:
     platforms: posix
 seealso:
@@ -131,6 +165,15 @@ EXAMPLES = r'''
   register: doow_track_config
   notify: Reload doow-track agent
 
+- name: Deliver through the corporate proxy, trusting its inspection CA
+  doow.track.config:
+    api_key: "{{ vault_doow_track_api_key }}"
+    proxy: "http://doow:{{ vault_proxy_password | urlencode }}@proxy.corp.example:3128"
+    tls:
+      ca_file: /usr/local/share/ca-certificates/corp-inspection-ca.crt
+      trust_store: system
+  notify: Reload doow-track agent
+
 - name: Key and endpoint set once for the group
   module_defaults:
     group/doow.track.api:
@@ -148,7 +191,7 @@ path:
   type: str
   sample: /etc/doow-track/doow-track.json
 config:
-  description: The configuration written (or that would be), API key masked.
+  description: The configuration written (or that would be), API key, TCP token and proxy password masked.
   returned: always
   type: dict
   sample: {"apiKey": "dk_...abcd", "endpoint": "https://api.doow.co", "flushAt": 20}
@@ -179,8 +222,10 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native
+from ansible.module_utils.parsing.convert_bool import BOOLEANS, boolean
 from ansible_collections.doow.track.plugins.module_utils.doow_cli import (
-    DoowCli, EXIT_CONFIG, api_argument_spec, cli_argument_spec, config_file_argument_spec, mask_key,
+    DoowCli, EXIT_CONFIG, api_argument_spec, cli_argument_spec, config_file_argument_spec, mask_key, mask_url,
+    url_secrets,
 )
 
 SCALARS = (
@@ -195,11 +240,23 @@ SCALARS = (
     ('pidfile', 'pidfile'),
 )
 # Nested sections whose keys are camelCased; attribution is user data and kept as is.
-SECTIONS = ('socket', 'input', 'tcp', 'spool', 'health', 'log')
+SECTIONS = ('socket', 'input', 'tcp', 'spool', 'health', 'log', 'tls')
 
 
 def camel(name):
     return re.sub(r'_([a-z0-9])', lambda m: m.group(1).upper(), name)
+
+
+def proxy_setting(value):
+    """The config's C(proxy): a boolean as given (also from a templated
+    string such as 'False'), or a URL, C(http://) added to C(host:port) as
+    the runtime does for --proxy; None when not set."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = to_native(value).strip()
+    if text.lower() in BOOLEANS:
+        return boolean(text)
+    return text if '://' in text else 'http://' + text
 
 
 def build_config(params):
@@ -207,13 +264,19 @@ def build_config(params):
     for option, key in SCALARS:
         if params.get(option) is not None:
             cfg[key] = params[option]
+    proxy = proxy_setting(params.get('proxy'))
+    if proxy is not None:
+        cfg['proxy'] = proxy
     if params.get('attribution') is not None:
         cfg['attribution'] = dict(params['attribution'])
     for section in SECTIONS:
         value = params.get(section)
         if value is None:
             continue
-        cfg[section] = dict((camel(k), v) for k, v in value.items() if v is not None)
+        keys = dict((camel(k), v) for k, v in value.items() if v is not None)
+        # A section with nothing set means the runtime's defaults: left out, so adding one changes no file.
+        if keys or section != 'tls':
+            cfg[section] = keys
     for key, value in (params.get('extra') or {}).items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             merged = dict(cfg[key])
@@ -238,6 +301,8 @@ def masked(cfg):
     tcp = out.get('tcp')
     if isinstance(tcp, dict) and tcp.get('token'):
         tcp['token'] = '********'
+    if isinstance(out.get('proxy'), str):
+        out['proxy'] = mask_url(out['proxy'])
     return out
 
 
@@ -269,6 +334,13 @@ def main():
         health=dict(type='dict'),
         log=dict(type='dict'),
         pidfile=dict(type='path'),
+        proxy=dict(type='raw'),
+        tls=dict(type='dict', options=dict(
+            trust_store=dict(type='str', choices=['certifi', 'system']),
+            ca_file=dict(type='path'),
+            cert_file=dict(type='path'),
+            key_file=dict(type='path', no_log=False),
+        )),
         extra=dict(type='dict', default={}),
         validate=dict(type='bool', default=True),
         owner=dict(type='str'),
@@ -284,6 +356,10 @@ def main():
     tcp = p.get('tcp') or {}
     if tcp.get('token'):
         module.no_log_values.add(str(tcp['token']))
+    # Also what extra may set: the proxy password reaches the file only.
+    for proxy in (p.get('proxy'), (p.get('extra') or {}).get('proxy')):
+        if isinstance(proxy, str):
+            module.no_log_values.update(url_secrets(proxy))
 
     cfg = build_config(p)
     content = render(cfg)

@@ -82,6 +82,8 @@ options:
   proxy:
     description:
       - Proxy for pip, in the form C([user:passwd@]proxy.server:port).
+      - Given to pip in its environment (E(PIP_PROXY)), not on its command
+        line; the password is never returned or logged.
     type: str
   pip_extra_args:
     description:
@@ -185,6 +187,7 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible_collections.doow.track.plugins.module_utils.doow_cli import url_secrets
 
 MARKER = '.doow-track-install.json'
 WHEEL_RE = re.compile(r'^(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$')
@@ -297,14 +300,16 @@ class Installer(object):
                 args += ['--index-url', p['index_url']]
             for url in p['extra_index_urls']:
                 args += ['--extra-index-url', url]
-        if p['proxy']:
-            args += ['--proxy', p['proxy']]
         args += p['pip_extra_args']
         return args
 
     def pip_env(self):
-        return {'PIP_DISABLE_PIP_VERSION_CHECK': '1', 'PIP_NO_INPUT': '1',
-                'PIP_NO_WARN_SCRIPT_LOCATION': '1'}
+        # The proxy in the environment: a command line is visible to every local user in ps.
+        env = {'PIP_DISABLE_PIP_VERSION_CHECK': '1', 'PIP_NO_INPUT': '1',
+               'PIP_NO_WARN_SCRIPT_LOCATION': '1'}
+        if self.module.params['proxy']:
+            env['PIP_PROXY'] = self.module.params['proxy']
+        return env
 
     def spec(self, version):
         wheel = self.module.params['wheel']
@@ -435,6 +440,8 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    if p['proxy']:
+        module.no_log_values.update(url_secrets(p['proxy']))
     inst = Installer(module)
     previous = inst.current_version()
     result = dict(changed=False, previous_version=previous, version=previous, rebuilt=False)
