@@ -75,7 +75,8 @@ options:
         E(HTTPS_PROXY), E(HTTP_PROXY), E(ALL_PROXY) and E(NO_PROXY).
       - Not set, the key is left out and the runtime's default (V(true)) applies.
       - The password is written to O(config_file) and never returned or
-        logged; RV(config) and the diff show it as C(***).
+        logged; RV(config) and the diff show it as C(***). When other options
+        are invalid, the whole URL is hidden.
     type: raw
   tls:
     description: How the endpoint's certificate is verified, and the client certificate (C(tls)).
@@ -334,7 +335,7 @@ def main():
         health=dict(type='dict'),
         log=dict(type='dict'),
         pidfile=dict(type='path'),
-        proxy=dict(type='raw'),
+        proxy=dict(type='raw', no_log=True),
         tls=dict(type='dict', options=dict(
             trust_store=dict(type='str', choices=['certifi', 'system']),
             ca_file=dict(type='path'),
@@ -356,7 +357,11 @@ def main():
     tcp = p.get('tcp') or {}
     if tcp.get('token'):
         module.no_log_values.add(str(tcp['token']))
-    # Also what extra may set: the proxy password reaches the file only.
+    # no_log hid the whole proxy URL while the options were validated (a failure
+    # there prints them all); now only its password stays hidden, so results
+    # and the diff can show which proxy. extra may set a proxy too.
+    if isinstance(p.get('proxy'), str):
+        module.no_log_values.discard(p['proxy'])
     for proxy in (p.get('proxy'), (p.get('extra') or {}).get('proxy')):
         if isinstance(proxy, str):
             module.no_log_values.update(url_secrets(proxy))

@@ -432,7 +432,7 @@ def main():
             wheelhouse=dict(type='path'),
             index_url=dict(type='str'),
             extra_index_urls=dict(type='list', elements='str', default=[]),
-            proxy=dict(type='str'),
+            proxy=dict(type='str', no_log=True),
             pip_extra_args=dict(type='list', elements='str', default=[]),
             keep_versions=dict(type='int', default=2),
         ),
