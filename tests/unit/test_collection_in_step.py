@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible_collections.doow.track.plugins.module_utils import doow_cli
-from doow_track_agent import exits, redact
+from doow_track_agent import egress, exits, redact
 
 KEYS = st.one_of(st.none(), st.text(max_size=40), st.text(max_size=40).map(lambda body: f"dk_{body}"))
 
@@ -28,3 +28,14 @@ def test_exit_statuses_are_the_runtimes():
               and isinstance(value, int)}
     assert copied, "doow_cli defines no EXIT_* constants"
     assert {name: getattr(exits, f"EX_{name}", None) for name in copied} == copied
+
+
+URLS = st.builds(lambda user, password, host: f"http://{user}{password}{host}:3128",
+                 st.sampled_from(["", "egress", "a%40b"]),
+                 st.one_of(st.just(""), st.text(alphabet="abc%40:!", max_size=12).map(lambda text: f":{text}")),
+                 st.sampled_from(["@proxy.example", "@127.0.0.1", "proxy.example"]))
+
+
+@given(URLS)
+def test_mask_url_is_the_runtimes(url):
+    assert doow_cli.mask_url(url) == egress.mask_url(url)
