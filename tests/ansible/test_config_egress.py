@@ -1,7 +1,9 @@
-"""doow.track.config behind egress: one real ansible-playbook run (-vvv --diff) against localhost writes
-the proxy (with credentials) and the private CA into the agent's config, the role's way of passing them
-included; the proxy passwords appear nowhere in its output, and pipe mode delivers with the written file
-through a real tinyproxy (basic auth, CONNECT) to an https receiver signed by that CA."""
+"""doow.track.config behind egress: one real ansible-playbook run (-vvv --diff) against localhost checks
+the role's egress variables against its argument spec (its null defaults included), writes the proxy
+(with credentials) and the private CA into the agent's config, the role's way of passing them included;
+the proxy passwords appear nowhere in its output, not even when validation fails, and pipe mode
+delivers with the written file through a real tinyproxy (basic auth, CONNECT) to an https receiver
+signed by that CA."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from tests.support.tls import Pki, make_pki
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
+ROLE = REPO / "ansible_collections" / "doow" / "track" / "roles" / "agent"
 # The password the first task writes and the second rotates away: '@' percent-encoded in the URL.
 OLD_PASSWORD = f"old@proxy-pw-{os.getpid()}"
 
@@ -32,6 +35,22 @@ PLAYBOOK = """
   gather_facts: false
   vars_files: [secrets.yml]
   tasks:
+    - name: The role takes its egress variables, unset or set
+      ansible.builtin.validate_argument_spec:
+        argument_spec: "{{ (lookup('file', role ~ '/meta/argument_specs.yml') | from_yaml).argument_specs.main.options }}"
+        provided_arguments: "{{ item }}"
+      loop:
+        - "{{ lookup('file', role ~ '/defaults/main.yml') | from_yaml }}"
+        # A loop shows its items: no secrets in them.
+        - doow_track_api_key: dk_not_the_key
+          doow_track_proxy: http://proxy.corp.example:3128
+          doow_track_tls_trust_store: system
+          doow_track_tls_ca_file: "{{ ca_file }}"
+        - doow_track_api_key: dk_not_the_key
+          doow_track_proxy: "{{ doow_track_direct }}"
+      loop_control:
+        label: "{{ item.doow_track_proxy | default('unset') }}"
+
     - name: Proxy with the old password, and the private CA
       doow.track.config:
         config_file: "{{ work }}/doow-track.json"
@@ -110,7 +129,7 @@ def playbook(work: Path, variables: dict) -> subprocess.CompletedProcess:
 
 def test_proxy_credentials_reach_the_file_only(tmp_path, pki, auth_proxy, https_receiver):
     old_proxy = auth_proxy.url.replace(PASSWORD, quote(OLD_PASSWORD, safe=""))
-    res = playbook(tmp_path, {"work": str(tmp_path), "cli": BIN, "api_key": KEY, "endpoint": https_receiver.url,
+    res = playbook(tmp_path, {"work": str(tmp_path), "role": str(ROLE), "cli": BIN, "api_key": KEY, "endpoint": https_receiver.url,
                               "ca_file": pki.ca, "old_proxy": old_proxy, "doow_track_proxy": auth_proxy.url,
                               "doow_track_tls_trust_store": None, "doow_track_direct": False})
     output = res.stdout + res.stderr
