@@ -96,8 +96,7 @@ def url_secrets(url):
     (%40 and @), for AnsibleModule.no_log_values; empty when there is none.
     Reads the URL as urlsplit does, without failing on one it would refuse."""
     netloc = re.split(r'[/?#]', url.split('://', 1)[-1], 1)[0]
-    userinfo, at, _ = netloc.rpartition('@')
-    password = userinfo.partition(':')[2] if at else ''
+    password = netloc.rpartition('@')[0].partition(':')[2]
     if not password:
         return set()
     return set((password, unquote(password)))
