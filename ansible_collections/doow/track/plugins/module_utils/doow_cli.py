@@ -95,7 +95,7 @@ def url_secrets(url):
     """The password of a URL's user:password@ part, as written and decoded
     (%40 and @), for AnsibleModule.no_log_values; empty when there is none.
     Reads the URL as urlsplit does, without failing on one it would refuse."""
-    netloc = re.split(r'[/?#]', url.split('://', 1)[-1], 1)[0]
+    netloc = re.split(r'[/?#]', url.split('://', 1)[-1], maxsplit=1)[0]
     password = netloc.rpartition('@')[0].partition(':')[2]
     if not password:
         return set()
