@@ -355,9 +355,16 @@ class FileTail:
             return
         log.warning("%s: %d byte(s) at offset %d have no final newline %.0fs after the file was rotated; "
                     "judging them as the last line (delivered if they are a whole valid event)",
-                    tailed.path, len(rest), tailed.offset, ROTATED_GRACE)
+                    self._rotated_name(tailed), len(rest), tailed.offset, ROTATED_GRACE)
         accepted, line = self._judge(tailed, rest + b"\n")
-        await self._commit(tailed, accepted, size, line)
+        rotated_idle_since = tailed.idle_since
+        if await self._commit(tailed, accepted, size, line):
+            tailed.idle_since = rotated_idle_since  # the grace is over: closed this round, not one grace later
+
+    def _rotated_name(self, tailed: _File) -> str:
+        """A rotated file as a user finds it: its name now, and the path it was tailed at."""
+        now = self._find(tailed.identity, {os.path.dirname(tailed.path)})
+        return f"{now} (rotated from {tailed.path})" if now and now != tailed.path else tailed.path
 
     async def _read_chunk(self, tailed: _File) -> bool:
         """Spool the next block of complete lines with its checkpoint; False when nothing more now."""
