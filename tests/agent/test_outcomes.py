@@ -3,8 +3,12 @@ status), and nothing valid is lost or sent twice because of it.  Real agent, rea
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import threading
+
+import pytest
 
 from tests.support.agent import EVENT, wait_for
 
@@ -46,3 +50,47 @@ def test_a_rotated_file_ending_without_newline_is_reported_judged_and_closed(mak
     assert f"{torn}:2: $: invalid JSON" in log
     assert agent.get("/readyz")[0] == 200
     assert receiver.stats()["quantity"] == 2 * EVENT["quantity"] + 2
+
+
+class Redirector:
+    """An endpoint that answers every request with ``status`` and a Location under ``target``."""
+
+    def __init__(self, status: int, target: str) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(status)
+                self.send_header("Location", target + self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("status", [301, 307])
+def test_a_redirecting_endpoint_keeps_the_events_and_is_not_ready(make_agent, receiver, status):
+    """Case 12: the events stay spooled, /readyz is 503, /status names the Location, and the redirect
+    target (a second real receiver) never gets a request, so never the key."""
+    redirector = Redirector(status, receiver.url)
+    try:
+        agent = make_agent(endpoint=redirector.url)
+        assert agent.start().code == 0
+        assert all(reply["ok"] for reply in agent.send([EVENT] * 3))
+        wait_for(lambda: agent.get("/readyz")[0] == 503, 15, "/readyz 503")
+        status_now = agent.status()
+        location = f"{receiver.url}/telemetry/events"
+        assert f"HTTP {status} redirect to {location}" in status_now["last_error"]
+        assert location in agent.get("/readyz")[1]
+        assert status_now["spool"]["events"] == 3 and status_now["spool"]["dead_letters"] == 0
+        assert receiver.stats()["requests_total"] == 0
+    finally:
+        redirector.stop()
