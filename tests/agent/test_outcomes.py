@@ -6,11 +6,13 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import sqlite3
 import threading
 
 import pytest
 
-from tests.support.agent import EVENT, wait_for
+from doow_track_agent.receiver.faults import Faults
+from tests.support.agent import EVENT, heal_receiver, wait_for
 
 WHOLE = json.dumps({"metric": "rows", "quantity": 2, "license_id": "lic_tail"}).encode()
 TORN = b'{"metric":"rows","qua'
@@ -94,3 +96,55 @@ def test_a_redirecting_endpoint_keeps_the_events_and_is_not_ready(make_agent, re
         assert receiver.stats()["requests_total"] == 0
     finally:
         redirector.stop()
+
+
+UNDECODABLE = [  # (event_id, body): rows a crash, a bad disk or a hand edit can leave in the table
+    ("bad-utf8", b"\xff\xfe{\x00"),
+    ("bad-json", b"{not json"),
+    ("bad-shape", b'{"event_id":"bad-shape","measurements":[]}'),
+    ("bad-type", b'["a list"]'),
+    (b"\xff-blob-id", b"{}"),
+]
+
+
+def plant(agent, rows) -> None:
+    """Add rows to the stopped agent's dead-letter table with sqlite3, as a hand edit would."""
+    with sqlite3.connect(os.path.join(agent.settings["spool"]["dir"], "spool.sqlite3")) as conn:
+        conn.executemany("INSERT INTO dead_letters (event_id, body, reason, at) VALUES (?, ?, 'planted', 0)",
+                         rows)
+    conn.close()
+
+
+def stop(agent) -> None:
+    assert agent.cli("stop", "--config", agent.config, "--pidfile", agent.pidfile).code == 0
+
+
+def deadletter(agent, *args: str):
+    return agent.cli("deadletter", *args, "--config", agent.config)
+
+
+def test_deadletter_tools_skip_and_report_rows_they_cannot_decode(make_agent, receiver):
+    """Case 13: list, export and retry go on past undecodable rows, name them, and leave them in place."""
+    receiver.set_faults(Faults(reject_every=1))
+    agent = make_agent()
+    assert agent.start().code == 0
+    agent.send([EVENT] * 2)
+    wait_for(lambda: agent.status()["spool"]["dead_letters"] == 2, 30, "2 dead letters")
+    stop(agent)
+    plant(agent, UNDECODABLE)
+    named = "skipped 5 dead letter(s) whose stored body cannot be decoded"
+
+    listed = deadletter(agent, "list", "--json")
+    assert listed.code == 0 and named in listed.err, listed.err
+    assert listed.json["dead_letters"] == 7 and len(listed.json["events"]) == 2
+    assert len(listed.json["undecodable"]) == 5 and "bad-utf8" in listed.json["undecodable"]
+    exported = deadletter(agent, "export")
+    assert named in exported.err and len(exported.out.splitlines()) == 2
+
+    heal_receiver(receiver)
+    assert agent.start().code == 0
+    retried = deadletter(agent, "retry", "--json")
+    assert named in retried.err, retried.err
+    assert (retried.json["accepted"], retried.json["removed"], len(retried.json["undecodable"])) == (2, 2, 5)
+    wait_for(lambda: receiver.store.count() == 2, 30, "the 2 retried events")
+    assert deadletter(agent, "list", "--json").json["dead_letters"] == 5
