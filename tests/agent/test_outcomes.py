@@ -146,5 +146,38 @@ def test_deadletter_tools_skip_and_report_rows_they_cannot_decode(make_agent, re
     retried = deadletter(agent, "retry", "--json")
     assert named in retried.err, retried.err
     assert (retried.json["accepted"], retried.json["removed"], len(retried.json["undecodable"])) == (2, 2, 5)
+    again = deadletter(agent, "retry").out
+    assert "0 of 5 dead letter(s) handed back" in again and "kept 5: 5 undecodable" in again
     wait_for(lambda: receiver.store.count() == 2, 30, "the 2 retried events")
     assert deadletter(agent, "list", "--json").json["dead_letters"] == 5
+
+
+def test_deadletter_retry_past_1000_removes_what_the_agent_acknowledged(make_agent, receiver):
+    """Case 17: 1,200 dead letters plus one the agent refuses at intake: 1,200 removed and stored, the
+    refused one kept, and the message counts exactly that."""
+    receiver.set_faults(Faults(reject_every=1))
+    agent = make_agent(flushAt=500)
+    assert agent.start().code == 0
+    producer = agent.producer()
+    try:
+        for _ in range(3):
+            producer.send([EVENT] * 400)
+    finally:
+        producer.close()
+    wait_for(lambda: agent.status()["spool"]["dead_letters"] == 1200, 60, "1,200 dead letters")
+    stop(agent)
+    refused = json.dumps({"event_id": "ev-refused", "license_id": "lic_agent", "occurred_at": "2026-11-24T10:00:00Z",
+                          "kind": "USAGE", "source_system": "t",
+                          "measurements": [{"metric_name": "tokens", "quantity": -1}]}).encode()
+    plant(agent, [("ev-refused", refused)])
+    heal_receiver(receiver)
+    assert agent.start().code == 0
+
+    retried = deadletter(agent, "retry")
+    assert retried.code == 65, retried.err
+    assert "1200 of 1201 dead letter(s) handed back to the agent and removed" in retried.out, retried.out
+    assert "kept 1: 1 refused as invalid by the agent" in retried.out
+    assert "ev-refused: $.quantity" in retried.out
+    wait_for(lambda: receiver.store.count() == 1200, 60, "the 1,200 retried events")
+    left = deadletter(agent, "list", "--json").json
+    assert left["dead_letters"] == 1 and left["events"][0]["event_id"] == "ev-refused"
