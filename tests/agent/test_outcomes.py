@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from doow_track_agent.receiver.faults import Faults
-from tests.support.agent import EVENT, heal_receiver, wait_for
+from tests.support.agent import EVENT, fail_receiver, heal_receiver, wait_for
 
 WHOLE = json.dumps({"metric": "rows", "quantity": 2, "license_id": "lic_tail"}).encode()
 TORN = b'{"metric":"rows","qua'
@@ -181,3 +181,21 @@ def test_deadletter_retry_past_1000_removes_what_the_agent_acknowledged(make_age
     wait_for(lambda: receiver.store.count() == 1200, 60, "the 1,200 retried events")
     left = deadletter(agent, "list", "--json").json
     assert left["dead_letters"] == 1 and left["events"][0]["event_id"] == "ev-refused"
+
+
+def test_a_spool_deleted_or_emptied_while_stopped_is_warned_about_at_start(make_agent, receiver):
+    """Case 15: the state beside the spool says it held events; the next start says they are gone."""
+    fail_receiver(receiver)
+    agent = make_agent(shutdownTimeout=200)
+    spool = os.path.join(agent.settings["spool"]["dir"], "spool.sqlite3")
+    losses = [lambda: [os.unlink(path) for path in (spool, spool + "-wal", spool + "-shm") if os.path.exists(path)],
+              lambda: os.truncate(spool, 0)]
+    for number, lose in enumerate(losses, 1):
+        assert agent.start().code == 0
+        assert all(reply["ok"] for reply in agent.send([EVENT] * 30))
+        stop(agent)
+        lose()
+        assert agent.start().code == 0
+        warned = f"the spool {spool} was deleted or truncated while the agent was stopped: it held 30 undelivered"
+        assert agent.log().count(warned) == number, agent.log()
+        stop(agent)
