@@ -7,12 +7,14 @@ import http.server
 import json
 import os
 import sqlite3
+import subprocess
 import threading
 
 import pytest
 
 from doow_track_agent.receiver.faults import Faults
 from tests.support.agent import EVENT, fail_receiver, heal_receiver, wait_for
+from tests.support.cli import BIN, base_env
 
 WHOLE = json.dumps({"metric": "rows", "quantity": 2, "license_id": "lic_tail"}).encode()
 TORN = b'{"metric":"rows","qua'
@@ -199,3 +201,46 @@ def test_a_spool_deleted_or_emptied_while_stopped_is_warned_about_at_start(make_
         warned = f"the spool {spool} was deleted or truncated while the agent was stopped: it held 30 undelivered"
         assert agent.log().count(warned) == number, agent.log()
         stop(agent)
+
+
+def test_a_spool_that_cannot_store_any_more_ends_the_agent_with_70_and_answers_producers(make_agent, receiver):
+    """Case 18: the spool file, its WAL and WAL index garbled under the running agent (a disk gone bad): the
+    writer thread stops; the producer gets an error reply (no hang), /readyz is never 200 again, and
+    the agent logs the reason and exits 70 so its service manager restarts it."""
+    agent = make_agent()
+    child = subprocess.Popen([BIN, "--config", agent.config, "--pidfile", agent.pidfile, "--foreground"],
+                             env=base_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: ready(agent), 30, "the agent to be ready")
+        producer = agent.producer()
+        assert producer.send([EVENT])[0]["ok"]
+        wait_for(lambda: receiver.store.count() == 1, 30, "the first event delivered")
+        spool = os.path.join(agent.settings["spool"]["dir"], "spool.sqlite3")
+        for name in (spool, spool + "-wal", spool + "-shm"):
+            with open(name, "r+b") as handle:
+                handle.write(b"not a database, " * 256)
+        try:
+            replies = producer.send([EVENT])
+        except (OSError, ValueError):
+            replies = []  # the agent closed the connection on its way out: no acknowledgement either
+        finally:
+            producer.close()
+        assert not any(reply["ok"] for reply in replies), replies
+        assert all(reply["kind"] == "spool_error" for reply in replies), replies
+        assert ready(agent) is not True
+        _, stderr = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 70, stderr
+    log = agent.log()
+    assert "spool writer thread stopped: DatabaseError: file is not a database" in log, log
+    assert "the spool cannot store events any more" in log
+
+
+def ready(agent) -> object:
+    """True for /readyz 200, False for 503, None when nothing listens."""
+    try:
+        return agent.get("/readyz")[0] == 200
+    except OSError:
+        return None

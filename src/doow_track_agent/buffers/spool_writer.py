@@ -76,6 +76,8 @@ class Writer(threading.Thread):
                     self._commit(conn, group)
                 if stopping:
                     return
+        except _Unusable as error:
+            self._fail(error.__cause__ or error)
         except BaseException as error:
             self._fail(error)
         finally:
@@ -126,6 +128,9 @@ class Writer(threading.Thread):
             except sqlite3.Error:
                 pass
             results = [(op, 0) for op in group]
+            if corrupt(exc):
+                self._loop.call_soon_threadsafe(settle, results, error)
+                raise _Unusable() from exc
         self._loop.call_soon_threadsafe(settle, results, error)
 
     def _apply(self, conn: sqlite3.Connection, op: Op) -> int:
@@ -152,6 +157,19 @@ class Writer(threading.Thread):
         elif op.kind == "forget":
             checkpoints.forget(conn, op.rows)
         return 0
+
+
+class _Unusable(Exception):
+    """The spool file can take no more writes (its cause says why): the thread stops."""
+
+
+def corrupt(error: BaseException) -> bool:
+    """SQLITE_CORRUPT and SQLITE_NOTADB ("database disk image is malformed", "file is not a database").
+
+    sqlite3 raises exactly DatabaseError for them; its subclasses (OperationalError for a full disk,
+    an I/O error or a lock, IntegrityError) are conditions a later commit can get past.
+    """
+    return type(error) is sqlite3.DatabaseError
 
 
 def ranges(refs: Sequence[int]) -> List[Tuple[int, int]]:
