@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import threading
@@ -244,3 +245,42 @@ def ready(agent) -> object:
         return agent.get("/readyz")[0] == 200
     except OSError:
         return None
+
+
+def test_a_tail_that_cannot_go_on_is_shown_failed_until_it_can(make_agent, receiver):
+    """Case 19: a tailed file's directory removed, a file the agent may not read (root without
+    CAP_DAC_OVERRIDE, as setpriv runs it), a FIFO at the path (whose open must not block the agent):
+    each shows in /readyz and /status, the socket still delivers, and once fixed all is read."""
+    agent = make_agent()
+    gone_dir = os.path.join(agent.dir, "gone")
+    os.mkdir(gone_dir)
+    gone, denied, fifo = os.path.join(gone_dir, "a.jsonl"), os.path.join(agent.dir, "denied.jsonl"), \
+        os.path.join(agent.dir, "fifo.jsonl")
+    for number, path in enumerate((gone, denied), 1):
+        with open(path, "w") as handle:
+            handle.write(json.dumps({**EVENT, "quantity": number}) + "\n")
+    os.chmod(denied, 0)
+    os.mkfifo(fifo)
+    agent.write_config(input={"mode": "file", "paths": [gone, denied, fifo]})
+    started = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", BIN, "--config",
+                              agent.config, "--pidfile", agent.pidfile], env=base_env(), capture_output=True,
+                             timeout=60)
+    assert started.returncode == 0, started.stderr
+    wait_for(lambda: receiver.store.count() == 1, 30, "the readable file")
+    shutil.rmtree(gone_dir)
+    reasons = [f"cannot follow {gone}: its directory {gone_dir} is gone",
+               f"cannot open {denied}: Permission denied", f"cannot follow {fifo}: not a regular file"]
+    wait_for(lambda: all(reason in agent.get("/readyz")[1] for reason in reasons), 30, "the failing paths")
+    assert agent.get("/readyz")[0] == 503
+    assert any(all(reason in line for reason in reasons) for line in agent.status()["not_ready"])
+    assert agent.send([EVENT])[0]["ok"]
+    wait_for(lambda: receiver.store.count() == 2, 30, "an event through the socket meanwhile")
+
+    os.mkdir(gone_dir)
+    os.chmod(denied, 0o644)
+    os.unlink(fifo)
+    for number, path in enumerate((gone, fifo), 5):
+        with open(path, "w") as handle:
+            handle.write(json.dumps({**EVENT, "quantity": number}) + "\n")
+    wait_for(lambda: agent.get("/readyz")[0] == 200, 30, "/readyz 200 once every path can be followed")
+    wait_for(lambda: receiver.store.count() == 5, 30, "the three files")
