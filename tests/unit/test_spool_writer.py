@@ -53,7 +53,8 @@ def garble(path: str) -> None:
         handle.write(b"not a database, " * 256)
 
 
-@pytest.mark.parametrize("how", ["cannot-open", "not-a-database-at-start", "corrupted-while-open"])
+@pytest.mark.parametrize("how", ["cannot-open", "not-a-database-at-start", "corrupted-while-open",
+                                 "deleted-while-open", "replaced-while-open"])
 def test_a_writer_that_cannot_go_on_answers_every_producer_and_tells_the_agent(tmp_path, how):
     path = str(tmp_path / "spool.sqlite3")
     between = lambda: None  # noqa: E731
@@ -62,16 +63,22 @@ def test_a_writer_that_cannot_go_on_answers_every_producer_and_tells_the_agent(t
     elif how == "not-a-database-at-start":
         spool_file(path)
         garble(path)
-    else:
+    elif how == "corrupted-while-open":
         spool_file(path)
         between = lambda: [garble(name) for name in (path, path + "-shm")]  # noqa: E731
+    else:
+        spool_file(path)
+        spool_file(path + ".new")
+        between = {"deleted-while-open": lambda: os.unlink(path),
+                   "replaced-while-open": lambda: os.replace(path + ".new", path)}[how]
     told = asyncio.run(appends(path, between))
     errors: List[Optional[BaseException]] = told["errors"]
-    assert all(error is not None for error in errors[how == "corrupted-while-open":]), errors
+    assert all(error is not None for error in errors[how.endswith("while-open"):]), errors
     assert "spool writer stopped" in str(errors[-1])
     assert told["failure"] and not told["alive"]
-    if how != "cannot-open":
-        assert "file is not a database" in told["failure"]
+    expected = {"cannot-open": "unable to open database file", "deleted-while-open": "was deleted or replaced",
+                "replaced-while-open": "was deleted or replaced"}.get(how, "file is not a database")
+    assert expected in told["failure"], told["failure"]
 
 
 def test_an_error_short_of_corruption_fails_one_group_and_the_writer_goes_on(tmp_path):
