@@ -79,7 +79,7 @@ BAD_EVENTS = {
     "negative-quantity": ({"measurements": [{"metric_name": "tokens", "quantity": -1}]}, "quantity"),
     "string-quantity": ({"measurements": [{"metric_name": "tokens", "quantity": "5"}]}, "quantity"),
     "boolean-quantity": ({"measurements": [{"metric_name": "tokens", "quantity": True}]}, "quantity"),
-    "infinite-quantity": ({"measurements": [{"metric_name": "tokens", "quantity": 1e999}]}, "quantity"),
+    "inexact-quantity": ({"measurements": [{"metric_name": "tokens", "quantity": 2 ** 63}]}, "quantity"),
     "empty-metric": ({"measurements": [{"metric_name": "", "quantity": 1}]}, "metric_name"),
     "control-char-metric": ({"measurements": [{"metric_name": "a\nb", "quantity": 1}]}, "metric_name"),
     "no-measurements": ({"measurements": []}, "measurements"),

@@ -71,8 +71,14 @@ class DeadLetter(NamedTuple):
 
 def dead_letters(conn: sqlite3.Connection, limit: Optional[int] = None,
                  event_ids: Sequence[str] = ()) -> List[DeadLetter]:
-    """Dead letters, oldest first; only those with the given event_ids when any are given."""
-    query = "SELECT id, event_id, body, reason, at FROM dead_letters"
+    """Dead letters, oldest first; only those with the given event_ids when any are given.
+
+    Columns are read as bytes (a row written by hand or torn by a bad disk may
+    hold anything, and SQLite's text conversion would fail the whole query);
+    ``event_id`` and ``reason`` are decoded with U+FFFD for what is not UTF-8,
+    ``body`` is left for the caller to judge.
+    """
+    query = "SELECT id, CAST(event_id AS BLOB), CAST(body AS BLOB), CAST(reason AS BLOB), at FROM dead_letters"
     params: List[Any] = list(event_ids)
     if event_ids:
         query += f" WHERE event_id IN ({', '.join('?' * len(event_ids))})"
@@ -80,7 +86,12 @@ def dead_letters(conn: sqlite3.Connection, limit: Optional[int] = None,
     if limit is not None:
         query += " LIMIT ?"
         params.append(limit)
-    return [DeadLetter(row[0], row[1], bytes(row[2]), row[3], row[4]) for row in conn.execute(query, params)]
+    return [DeadLetter(row[0], _text(row[1]), bytes(row[2] or b""), _text(row[3]), row[4])
+            for row in conn.execute(query, params)]
+
+
+def _text(value: Optional[bytes]) -> str:
+    return (value or b"").decode("utf-8", "replace")
 
 
 def forget_dead_letters(conn: sqlite3.Connection, ids: Sequence[int]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -54,6 +55,7 @@ class Writer(threading.Thread):
         self._ops: "queue.SimpleQueue[Optional[Op]]" = queue.SimpleQueue()
         self._lock = threading.Lock()
         self.failure: Optional[str] = None  # why the thread stopped before it was told to
+        self._opened: Tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the file connected to
 
     def submit(self, op: Optional[Op]) -> None:
         with self._lock:
@@ -66,6 +68,7 @@ class Writer(threading.Thread):
     def run(self) -> None:
         try:
             conn = connect(self._path, self._synchronous)
+            self._opened = _identity(self._path)
         except BaseException as error:  # outside the loop's error handling before: the thread died unseen
             self._fail(error)
             return
@@ -76,6 +79,8 @@ class Writer(threading.Thread):
                     self._commit(conn, group)
                 if stopping:
                     return
+        except _Unusable as error:
+            self._fail(error.__cause__ or error)
         except BaseException as error:
             self._fail(error)
         finally:
@@ -111,10 +116,24 @@ class Writer(threading.Thread):
                 return group, False
         return group, True
 
+    def _check_same_file(self) -> None:
+        """Commits to a spool file deleted or replaced under us would be acknowledged, then lost at restart.
+
+        One stat per group commit, which an fsync dwarfs.
+        """
+        try:
+            now: Optional[Tuple[int, int]] = _identity(self._path)
+        except OSError:
+            now = None
+        if now != self._opened:
+            raise SpoolReplaced(f"{self._path} was deleted or replaced while the agent ran; "
+                                "events acknowledged before are lost with it")
+
     def _commit(self, conn: sqlite3.Connection, group: List[Op]) -> None:
         results: List[Tuple[Op, int]] = []
         error: Optional[BaseException] = None
         try:
+            self._check_same_file()
             conn.execute("BEGIN IMMEDIATE")
             for op in group:
                 results.append((op, self._apply(conn, op)))
@@ -126,6 +145,9 @@ class Writer(threading.Thread):
             except sqlite3.Error:
                 pass
             results = [(op, 0) for op in group]
+            if unusable(exc):
+                self._loop.call_soon_threadsafe(settle, results, error)
+                raise _Unusable() from exc
         self._loop.call_soon_threadsafe(settle, results, error)
 
     def _apply(self, conn: sqlite3.Connection, op: Op) -> int:
@@ -152,6 +174,29 @@ class Writer(threading.Thread):
         elif op.kind == "forget":
             checkpoints.forget(conn, op.rows)
         return 0
+
+
+def _identity(path: str) -> Tuple[int, int]:
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
+
+
+class _Unusable(Exception):
+    """The spool file can take no more writes (its cause says why): the thread stops."""
+
+
+class SpoolReplaced(SpoolError):
+    """The spool file at the path is not the one the writer opened (deleted, or another put there)."""
+
+
+def unusable(error: BaseException) -> bool:
+    """Errors no later commit gets past: the file replaced, SQLITE_CORRUPT and SQLITE_NOTADB
+    ("database disk image is malformed", "file is not a database").
+
+    sqlite3 raises exactly DatabaseError for the last two; its subclasses (OperationalError for a
+    full disk, an I/O error or a lock, IntegrityError) are conditions a later commit can get past.
+    """
+    return isinstance(error, SpoolReplaced) or type(error) is sqlite3.DatabaseError
 
 
 def ranges(refs: Sequence[int]) -> List[Tuple[int, int]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import Optional, Tuple
@@ -15,6 +16,20 @@ from typing import Optional, Tuple
 from doow_track_agent import client, config, identity
 from doow_track_agent.config import Settings
 from doow_track_agent.exits import EX_CONFIG, EX_UNAVAILABLE, CommandError
+
+
+MAX_SECONDS = 86400.0  # a day: longer is a typo, and time_t and socket timeouts take it everywhere
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds greater than 0 (``nan``, ``inf`` and ``-1`` are usage errors)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_SECONDS:g} seconds, not {text!r}")
+    return value
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:

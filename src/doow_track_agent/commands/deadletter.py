@@ -117,9 +117,26 @@ def _retry(args: argparse.Namespace, letters: List[DeadLetter], conn, socket_pat
     summary = {"retried": len(decoded), "accepted": result["accepted"], "removed": len(handed_back),
                "undecodable": skipped, "invalid": result["invalid"], "errors": result["errors"],
                "exit_code": result["exit_code"]}
-    options.emit(args, summary, f"{len(handed_back)} of {len(letters)} dead letter(s) handed back to the agent "
-                                f"and removed from the table")
+    options.emit(args, summary, _retry_report(len(letters), len(handed_back), len(skipped), result,
+                                              [letter.event_id for letter, _ in decoded]))
     return int(result["exit_code"])
+
+
+def _retry_report(total: int, removed: int, undecodable: int, result: dict, sent_ids: List[str]) -> str:
+    """What retry did, counted: removed, and why each kept dead letter was kept (the agent's errors by event_id)."""
+    report = [f"{removed} of {total} dead letter(s) handed back to the agent and removed from the table"]
+    kept = {"refused as invalid by the agent": result["invalid"],
+            "refused by the agent (try again later)": result.get("refused", 0),
+            "undecodable": undecodable}
+    kept["not acknowledged"] = total - removed - sum(kept.values())
+    reasons = [f"{count} {why}" for why, count in kept.items() if count > 0]
+    if reasons:
+        report.append(f"kept {total - removed}: {', '.join(reasons)}")
+    for error in result["errors"]:
+        line = error.get("line")
+        which = sent_ids[line - 1] if isinstance(line, int) and 0 < line <= len(sent_ids) else "agent"
+        report.append(f"  {which}: {error.get('error')}")
+    return "\n".join(report)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--events", metavar="FILE", help="an NDJSON events file to validate and take license ids from")
     parser.add_argument("--other-config", action="append", metavar="FILE",
                         help="another environment's config whose key must differ (repeatable)")
-    parser.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=options.seconds, default=3.0, metavar="SECONDS",
                         help="per network check (default %(default)s)")
     parser.set_defaults(func=run)
 

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "generation with the same pid, or the reason it kept the old config.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     options.add_locating_options(parser)
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
+    parser.add_argument("--timeout", type=options.seconds, default=10.0, metavar="S",
                         help="seconds to wait for the agent's answer (default 10)")
     parser.set_defaults(func=run)
 

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import BinaryIO, Optional
 
-from doow_track_agent.cli.options import emit, flush_line, settings_for, try_settings
+from doow_track_agent.cli.options import emit, flush_line, seconds, settings_for, try_settings
 from doow_track_agent.cli.pipe import add_delivery_options, deliver_lines, load_settings
 from doow_track_agent.client import fetch_status, through_agent
 from doow_track_agent.exits import EX_USAGE
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--socket", metavar="PATH", help="the agent's socket (overrides socket.path)")
     parser.add_argument("--direct", action="store_true",
                         help="deliver to the API without an agent (pipe mode; prints the pipe-mode summary)")
-    parser.add_argument("--timeout", type=float, default=60.0, metavar="S",
+    parser.add_argument("--timeout", type=seconds, default=60.0, metavar="S",
                         help="seconds to wait for the agent's next reply (default 60)")
     add_delivery_options(parser)
     parser.set_defaults(func=run)

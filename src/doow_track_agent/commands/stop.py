@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Send SIGTERM to the running agent and wait until its process is gone.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     options.add_locating_options(parser)
-    parser.add_argument("--timeout", type=float, metavar="S",
+    parser.add_argument("--timeout", type=options.seconds, metavar="S",
                         help=f"seconds to wait (default: shutdownTimeout + {_MARGIN_SECONDS:g})")
     parser.set_defaults(func=run)
 

@@ -30,6 +30,7 @@ _ISO_8601 = re.compile(
     r"(?:Z|[+-](?:[01]\d|2[0-3]):?[0-5]\dZ?)"
 )
 _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = "holds a lone UTF-16 surrogate, which cannot be stored as UTF-8"
 _NUMBER = (int, float)
 _OPTIONAL_STR = (str, type(None))
 _OPTIONAL_OBJECT = (dict, type(None))
@@ -83,9 +84,11 @@ def decode_body(body: bytes, encoding: str, max_bytes: int) -> bytes:
 def parse_batch(data: bytes, max_events: int = MAX_EVENTS) -> Batch:
     """Check the batch envelope; per-event problems are left to event_problem()."""
     try:
-        payload = json.loads(data.decode("utf-8"))
+        payload = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except ValueError as exc:
         raise ProtocolError(400, "invalid_json", f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError(400, "invalid_json", "body is nested too deeply to be read") from None
     if not isinstance(payload, dict):
         raise ProtocolError(400, "invalid_body", "body must be a JSON object")
     batch_id = payload.get("batch_id")
@@ -97,20 +100,34 @@ def parse_batch(data: bytes, max_events: int = MAX_EVENTS) -> Batch:
     if len(events) > max_events:
         raise ProtocolError(413, "too_many_events", f"{len(events)} events; at most {max_events} per request")
     if _ESCAPED_SURROGATE.search(data):
-        _refuse_unstorable(events)
+        _refuse_unstorable(batch_id, events)
     return Batch(batch_id, events)
 
 
-def _refuse_unstorable(events: List[Any]) -> None:
-    """A lone surrogate (``"\\ud800"``) parses, but no UTF-8 store can keep it: 400, naming the event."""
+def _refuse_constant(name: str) -> Any:
+    """NaN and Infinity are Python's extensions, not JSON (RFC 8259 6): the real API refuses the body."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _refuse_unstorable(batch_id: str, events: List[Any]) -> None:
+    """A lone surrogate (``"\\ud800"``) parses, but no UTF-8 store can keep it: 400, naming where it is."""
+    if not _storable(batch_id):
+        raise ProtocolError(400, "invalid_unicode", f"batch_id {_LONE_SURROGATE}")
     for position, event in enumerate(events):
-        try:
-            json.dumps(event, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
+        if not _storable(event):
             name = _event_id_of(event)
-            which = f"event {name!r}" if name and name.isprintable() else f"event at position {position}"
-            raise ProtocolError(400, "invalid_unicode",
-                                f"{which} holds a lone UTF-16 surrogate, which cannot be stored as UTF-8") from None
+            named = name and _storable(name) and name.isprintable()
+            which = f"event {name!r}" if named else f"event at position {position}"
+            raise ProtocolError(400, "invalid_unicode", f"{which} {_LONE_SURROGATE}")
+
+
+def _storable(value: Any) -> bool:
+    """Whether ``value`` encodes as UTF-8 JSON (it holds no lone surrogate)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def event_problem(event: Any, licenses: Optional[Collection[str]] = None) -> Optional[str]:

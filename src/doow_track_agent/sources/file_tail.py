@@ -31,10 +31,12 @@ works the same on every filesystem.
 from __future__ import annotations
 
 import asyncio
+import errno
 import glob
 import hashlib
 import logging
 import os
+import stat
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -160,6 +162,7 @@ class FileTail:
         self._stop = asyncio.Event()
         self._task: Optional["asyncio.Future[None]"] = None
         self._paused = False
+        self._problems: Dict[str, str] = {}  # path -> why it cannot be followed, this poll round
         self.failure: Optional[str] = None  # why the last poll failed, for /status and /readyz
 
     # -- life cycle -------------------------------------------------------------
@@ -203,6 +206,7 @@ class FileTail:
     async def _run(self) -> None:
         recovered = False
         while not self._stop.is_set():
+            self._problems = {}
             try:
                 if not recovered:
                     self._recover()
@@ -210,20 +214,19 @@ class FileTail:
                 self._discover()
                 await self._read_all()
                 self._close_finished()
-                self._failing(None)
+                self._failing("; ".join(self._problems.values()) or None)
             except OSError as error:  # a file vanished or became unreadable between two calls
                 log.warning("file tail: %s", error)
             except Exception as error:  # a bug here must not silently end the source: shown failing, polled again
-                self._failing(f"{type(error).__name__}: {error}", error)
+                self._failing(f"unexpected error: {type(error).__name__}: {error}", error)
             await self._sleep(self.poll)
 
     def _failing(self, reason: Optional[str], error: Optional[BaseException] = None) -> None:
-        """Record (and log once) why polling fails; None once a poll round went through."""
+        """Record (and log once) why a path cannot be followed or polling fails; None once a round went through."""
         if reason is not None and reason != self.failure:
-            log.error("file tail: unexpected error (%s); shown in /status and /readyz, polling again",
-                      reason, exc_info=error)
+            log.error("file tail: %s; shown in /status and /readyz, polling again", reason, exc_info=error)
         elif reason is None and self.failure is not None:
-            log.info("file tail: polling works again")
+            log.info("file tail: every path can be followed again")
         self.failure = reason
 
     # -- which files ----------------------------------------------------------------
@@ -282,7 +285,8 @@ class FileTail:
         for path in self._matches():
             try:
                 status = os.stat(path)
-            except OSError:
+            except OSError as error:
+                self._unreachable(path, error)
                 continue
             identity = (status.st_dev, status.st_ino)
             present.add(identity)
@@ -297,14 +301,27 @@ class FileTail:
                 tailed.idle_since = time.monotonic()
                 log.info("%s was rotated away: reading the rest of it", tailed.path)
 
+    def _unreachable(self, path: str, error: OSError) -> None:
+        """A configured path that cannot be looked at: a file not written yet is normal, anything else is not."""
+        directory = os.path.dirname(path) or "."
+        if error.errno != errno.ENOENT:
+            self._problems[path] = f"cannot follow {path}: {error.strerror}"
+        elif not os.path.isdir(directory):
+            self._problems[path] = f"cannot follow {path}: its directory {directory} is gone"
+
     def _open(self, path: str, identity: Identity) -> Optional[_File]:
         """Start tailing a file once its first line is complete (its fingerprint needs it)."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO at the path must not block the event loop in open().
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as error:
-            log.warning("cannot open %s: %s", path, error.strerror)
+            self._problems[path] = f"cannot open {path}: {error.strerror}"
             return None
         status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            os.close(fd)
+            self._problems[path] = f"cannot follow {path}: not a regular file"
+            return None
         fingerprint = _fingerprint(fd)
         if (status.st_dev, status.st_ino) != identity or fingerprint is None:
             os.close(fd)  # replaced in between, or no complete first line yet: next poll
@@ -355,9 +372,16 @@ class FileTail:
             return
         log.warning("%s: %d byte(s) at offset %d have no final newline %.0fs after the file was rotated; "
                     "judging them as the last line (delivered if they are a whole valid event)",
-                    tailed.path, len(rest), tailed.offset, ROTATED_GRACE)
+                    self._rotated_name(tailed), len(rest), tailed.offset, ROTATED_GRACE)
         accepted, line = self._judge(tailed, rest + b"\n")
-        await self._commit(tailed, accepted, size, line)
+        rotated_idle_since = tailed.idle_since
+        if await self._commit(tailed, accepted, size, line):
+            tailed.idle_since = rotated_idle_since  # the grace is over: closed this round, not one grace later
+
+    def _rotated_name(self, tailed: _File) -> str:
+        """A rotated file as a user finds it: its name now, and the path it was tailed at."""
+        now = self._find(tailed.identity, {os.path.dirname(tailed.path)})
+        return f"{now} (rotated from {tailed.path})" if now and now != tailed.path else tailed.path
 
     async def _read_chunk(self, tailed: _File) -> bool:
         """Spool the next block of complete lines with its checkpoint; False when nothing more now."""
