@@ -37,7 +37,7 @@ class ConfigError(Exception):
     def __init__(self, source: str, found: List[Problem]) -> None:
         self.source = source
         # Messages quote config values (a key pasted in the wrong place included): mask key-shaped text.
-        self.problems = [Problem(path, scrub_keys(message)) for path, message in found]
+        self.problems = [Problem(scrub_keys(path), scrub_keys(message)) for path, message in found]
         found = self.problems
         lines = [f"{source}: {path}: {message}" for path, message in found]
         super().__init__("\n".join(lines))
@@ -247,13 +247,46 @@ def read_text(path: str, what: str) -> bytes:
     return data
 
 
+class _Object(dict):
+    """A JSON object that remembers the keys its text gave more than once."""
+
+    duplicates: List[str] = []
+
+
+def _object(pairs: List[Tuple[str, Any]]) -> _Object:
+    made = _Object(pairs)
+    if len(made) != len(pairs):
+        seen: set = set()
+        made.duplicates = list(dict.fromkeys(key for key, _ in pairs if key in seen or seen.add(key)))
+    return made
+
+
+def _duplicate_keys(value: Any, path: str) -> List[Problem]:
+    """Every key given twice in one object, by its JSON path (``$.tcp.token``)."""
+    if isinstance(value, list):
+        return [problem for index, item in enumerate(value) for problem in _duplicate_keys(item, f"{path}[{index}]")]
+    if not isinstance(value, dict):
+        return []
+    found = [Problem(f"{path}.{key}", "key given more than once in the same object (the last would silently "
+                                      "win): keep one") for key in getattr(value, "duplicates", [])]
+    return found + [problem for key, item in value.items() for problem in _duplicate_keys(item, f"{path}.{key}")]
+
+
+def parse_json(text: Union[str, bytes], source: str, where: str = "$") -> Any:
+    """Parse configuration JSON; raises ConfigError for invalid JSON or a duplicate key (named by its path)."""
+    try:
+        raw = json.loads(text, object_pairs_hook=_object)
+    except ValueError as exc:
+        raise ConfigError(source, [Problem(where, f"not valid JSON: {exc}")]) from None
+    duplicates = _duplicate_keys(raw, where)
+    if duplicates:
+        raise ConfigError(source, duplicates)
+    return raw
+
+
 def read_file(path: str) -> Tuple[dict, List[str]]:
     """Read and validate a config file; return it normalized, with warnings."""
-    text = read_text(path, "config file")
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(path, [Problem("$", f"not valid JSON: {exc}")]) from None
+    raw = parse_json(read_text(path, "config file"), path)
     data = _validated_layer(path, normalize(raw))
     exposure = key_exposure(path, data)
     return data, [exposure] if exposure else []
@@ -384,10 +417,7 @@ def _env_bool(name: str, text: str) -> bool:
 
 
 def _env_json(name: str, text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise ConfigError("environment", [Problem(name, f"not valid JSON: {exc}")]) from None
+    return parse_json(text, "environment", name)
 
 
 def parse_input(text: str) -> dict:

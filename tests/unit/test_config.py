@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from doow_track_agent import config
+from tests.support.cli import run
 
 KEY = "dk_test_0123456789abcdef"
 
@@ -112,3 +113,32 @@ def test_health_listen_from_the_env_and_the_official_port_on_top():
     assert str(config.load(None, {**env, "DOOW_TRACK_HEALTH_PORT": "9095"}).health_listen) == "0.0.0.0:9095"
     with pytest.raises(config.ConfigError, match="DOOW_TRACK_HEALTH_LISTEN"):
         config.load(None, {"DOOW_TRACK_HEALTH_LISTEN": "9090"})
+
+
+@pytest.mark.parametrize("text, path", [
+    ('{"apiKey": "%s", "apiKey": "dk_test_second_key_9999"}' % KEY, "$.apiKey"),
+    ('{"apiKey": "%s", "tcp": {"listen": "127.0.0.1:0", "token": "a", "token": "b"}}' % KEY, "$.tcp.token"),
+    ('{"apiKey": "%s", "attribution": {"env": "a"}, "attribution": {"env": "b"}}' % KEY, "$.attribution"),
+])
+def test_a_key_given_twice_in_the_config_is_refused_by_its_json_path(tmp_path, text, path):
+    config_path = tmp_path / "doow-track.json"
+    config_path.write_text(text)
+    config_path.chmod(0o600)
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(str(config_path), {})
+    message = str(caught.value)
+    assert f"{path}: key given more than once" in message
+    assert KEY not in message and "dk_test_second_key_9999" not in message
+    refused = run(["check", "--config", str(config_path)], stdin=b"", secrets=["dk_test_second_key_9999"])
+    assert refused.code == 78 and path in refused.out + refused.err
+
+
+def test_a_key_given_twice_in_an_environment_json_value_is_refused():
+    with pytest.raises(config.ConfigError, match=r"DOOW_TRACK_ATTRIBUTION\.env: key given more than once"):
+        config.load(None, {"DOOW_TRACK_API_KEY": KEY, "DOOW_TRACK_ATTRIBUTION": '{"env": "a", "env": "b"}'})
+
+
+@given(st.dictionaries(st.sampled_from(["env", "service", "team"]), st.text(max_size=5), min_size=1))
+def test_unique_keys_parse_as_json_does(attribution):
+    text = json.dumps({"attribution": attribution})
+    assert config.parse_json(text, "test") == json.loads(text)
