@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 from doow_track_agent import exits
 from doow_track_agent.config import ENV_NAMES, FLAG_NAMES
 from doow_track_agent.intake.validation import load_schema
+from doow_track_agent.secure_files import open_replacing
 
 BEGIN = "<!-- BEGIN GENERATED {name} (python -m doow_track_agent.docgen {document}) -->"
 END = "<!-- END GENERATED {name} -->"
@@ -151,8 +152,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             sys.stderr.write(f"{args.path}: generated sections are stale; run: {parser.prog} {args.path}\n")
         return int(fresh != text)
     if fresh != text:
-        with open(args.path, "w", encoding="utf-8") as handle:
-            handle.write(fresh)
+        with open_replacing(args.path, "the documentation file", 0o644) as handle:
+            handle.write(fresh.encode("utf-8"))
     return 0
 
 

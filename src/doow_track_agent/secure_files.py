@@ -160,3 +160,26 @@ def opener(what: str, mode: int = 0o600):
 def open_append(path: str, what: str) -> IO[bytes]:
     """A binary append-only handle on a private file (created 0600)."""
     return open(path, "ab", opener=opener(what))
+
+
+def open_replacing(path: str, what: str, mode: int = 0o600) -> IO[bytes]:
+    """A binary write handle on a private file, emptied only once ``open_private`` found it ours.
+
+    (``O_TRUNC`` at open would empty someone else's file before the check refuses it.)
+    """
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT, what, mode)
+    os.ftruncate(fd, 0)
+    return os.fdopen(fd, "wb")
+
+
+def write_atomically(path: str, data: bytes, what: str, mode: int = 0o600) -> None:
+    """Write ``data`` to a private temporary file beside ``path``, then rename it over ``path``.
+
+    A reader polling for ``path`` never sees it half written; the rename
+    replaces whatever name was there (a planted symlink included) without
+    following it.  Raises UnsafePath or OSError.
+    """
+    temporary = f"{path}.tmp{os.getpid()}"
+    with os.fdopen(open_private(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, what, mode), "wb") as handle:
+        handle.write(data)
+    os.replace(temporary, path)

@@ -466,3 +466,39 @@ def test_health_null_disables_the_listener_and_ports_are_bounded(make_agent, tmp
         config.write_text(json.dumps(section))
         checked = run(["check", "--config", str(config), "--json"])
         assert checked.code == 78 and checked.json["errors"], section
+
+
+# -- issue 19: every file a command writes, every file it reads, every socket it trusts ------------------------
+
+
+def _empty_spool(directory: str) -> None:
+    import asyncio
+    from doow_track_agent.buffers.spool import Spool
+    from doow_track_agent.stats import Stats
+
+    async def make() -> None:
+        spool = Spool(directory, 1 << 20, "normal", Stats())
+        spool.open()
+        await spool.close()
+    asyncio.run(make())
+
+
+def test_files_commands_write_are_never_written_through_another_users_symlink(receiver, mallory, shared_dir,
+                                                                             victim_file, tmp_path):
+    os.chmod(victim_file, 0o600)
+    links = {name: os.path.join(shared_dir, name) for name in ("export.ndjson", "receiver.sqlite3")}
+    assert mallory.run("import os\n" + "".join(f"os.symlink({victim_file!r}, {path!r})\n"
+                                               for path in links.values())).returncode == 0
+    agent = AgentUnderTest(receiver)
+    try:
+        _empty_spool(agent.settings["spool"]["dir"])
+        exported = run(["deadletter", "export", "--config", agent.config, "--output", links["export.ndjson"]])
+        assert exported.code == 78, exported
+        assert links["export.ndjson"] in exported.err and mallory.name in exported.err
+        served = run(["receiver", "serve", "--listen", "127.0.0.1:0", "--db", links["receiver.sqlite3"]], timeout=30)
+        assert served.code == 78 and links["receiver.sqlite3"] in served.err and mallory.name in served.err, served
+        mine = str(tmp_path / "mine.ndjson")
+        assert run(["deadletter", "export", "--config", agent.config, "--output", mine]).code == 0
+        assert os.stat(mine).st_mode & 0o077 == 0
+    finally:
+        agent.cleanup()

@@ -21,6 +21,7 @@ from typing import Union
 
 from doow_track_agent.delivery.pump import Queued
 from doow_track_agent.exits import EX_CONFIG
+from doow_track_agent.secure_files import UnsafePath, open_private, write_atomically
 from doow_track_agent.intake.events import Accepted
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def lock_directory(directory: str) -> int:
     Returns the descriptor to keep; raises SpoolLocked naming the holder's pid.
     """
     path = os.path.join(directory, LOCK_NAME)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
+    fd = open_private(path, os.O_RDWR | os.O_CREAT, LOCK_NAME, 0o640)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -86,10 +87,12 @@ def lock_directory(directory: str) -> int:
 def write_state(directory: str, events: int) -> None:
     """Remember, beside the spool, that it exists and how many events it held at the last stop."""
     try:
-        with open(os.path.join(directory, STATE_NAME), "w", encoding="utf-8") as handle:
-            json.dump({"events": events, "stopped_at": time.time()}, handle)
+        write_atomically(os.path.join(directory, STATE_NAME),
+                         json.dumps({"events": events, "stopped_at": time.time()}).encode(), STATE_NAME, 0o640)
     except OSError as error:
         log.warning("cannot write %s in %s: %s", STATE_NAME, directory, error.strerror)
+    except UnsafePath as error:
+        log.warning("%s", error)
 
 
 def warn_if_lost(directory: str, existed: bool) -> None:

@@ -20,6 +20,7 @@ from doow_track_agent.buffers.spool_file import SpoolFormatError
 from doow_track_agent.cli import options
 from doow_track_agent.buffers.spool_offline import DeadLetter
 from doow_track_agent.intake import wire
+from doow_track_agent.secure_files import UnsafePath, open_replacing
 
 T = TypeVar("T")
 
@@ -33,7 +34,8 @@ examples:
 
 retry hands the events back to the running agent (same event_id and timestamp)
 and removes them from the table once the agent has spooled them.
-exit status: 0 ok, 65 some retried events invalid, 66 no spool, 69 no agent (retry), 78 bad config.
+exit status: 0 ok, 65 some retried events invalid, 66 no spool, 69 no agent (retry), 73 cannot write --output,
+78 bad config or an --output another user controls.
 """
 
 
@@ -95,8 +97,15 @@ def _export(args: argparse.Namespace, letters: List[DeadLetter]) -> int:
     decoded, _ = _decoded(letters, _input_line)
     lines = b"".join(line for _, line in decoded)
     if args.output:
-        with open(args.output, "wb") as handle:
-            handle.write(lines)
+        try:
+            with open_replacing(args.output, "--output") as handle:
+                handle.write(lines)
+        except UnsafePath as error:
+            sys.stderr.write(f"doow-track deadletter: {error}\n")
+            return exits.EX_CONFIG
+        except OSError as error:
+            sys.stderr.write(f"doow-track deadletter: cannot write {args.output}: {error.strerror}\n")
+            return exits.EX_CANTCREAT
         sys.stderr.write(f"doow-track: {len(decoded)} dead letter(s) written to {args.output}\n")
     else:
         sys.stdout.buffer.write(lines)

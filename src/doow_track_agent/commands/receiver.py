@@ -13,13 +13,14 @@ from dataclasses import fields
 from typing import Any, List, Tuple
 
 from doow_track_agent import locations
-from doow_track_agent.exits import EX_NOINPUT, EX_OK, EX_UNAVAILABLE, EX_USAGE
+from doow_track_agent.exits import EX_CONFIG, EX_NOINPUT, EX_OK, EX_UNAVAILABLE, EX_USAGE
 from doow_track_agent.loopback import is_loopback
 from doow_track_agent.receiver.faults import Faults
 from doow_track_agent.receiver.loopback import is_loopback
 from doow_track_agent.receiver.server import MAX_BODY_BYTES, Receiver, logger, tls_context
 from doow_track_agent.receiver.store import Store
 from doow_track_agent.receiver.summary import print_summary
+from doow_track_agent.secure_files import UnsafePath, ensure_directory, open_private, write_atomically
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DB_NAME = "receiver.sqlite3"
@@ -104,6 +105,18 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def _check_database(path: str) -> None:
+    """Make the database's directory, and refuse a database (or its WAL files) another user controls.
+
+    SQLite follows symlinks when it opens or creates these files; ``open_private`` does not.
+    Raises UnsafePath, or OSError.
+    """
+    ensure_directory(os.path.dirname(os.path.abspath(path)), "the directory of --db", 0o700)
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        if name == path or os.path.lexists(name):
+            os.close(open_private(name, os.O_RDWR | os.O_CREAT, "--db"))
+
+
 def _csv(value: str) -> List[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
@@ -137,7 +150,11 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"doow-track receiver: {exc}", file=sys.stderr)
         return EX_USAGE
     _configure_logging(args.verbose)
-    os.makedirs(os.path.dirname(os.path.abspath(args.db)), mode=0o700, exist_ok=True)
+    try:
+        _check_database(args.db)
+    except (UnsafePath, OSError) as exc:
+        print(f"doow-track receiver: {exc}", file=sys.stderr)
+        return EX_CONFIG
     try:
         receiver = Receiver(args.db, host=host, port=port, faults=faults, licenses=args.licenses,
                             keys=args.keys, max_body_bytes=args.max_body_bytes, tls=tls)
@@ -145,11 +162,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"doow-track receiver: cannot listen on {args.listen}: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
     print(f"listening on {receiver.url} (what arrived: {receiver.url}/ in a browser), storing in {args.db}", file=sys.stderr, flush=True)
-    if args.ready_file:
-        _write_atomically(args.ready_file, receiver.url)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        if args.ready_file:
+            write_atomically(args.ready_file, receiver.url.encode() + b"\n", "--ready-file", 0o644)
         receiver.serve_forever()
+    except UnsafePath as exc:
+        print(f"doow-track receiver: {exc}", file=sys.stderr)
+        return EX_CONFIG
     except KeyboardInterrupt:
         pass
     finally:
@@ -193,11 +213,3 @@ def _configure_logging(verbose: bool) -> None:
         logger.addHandler(handler)
         logger.propagate = False
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
-
-
-def _write_atomically(path: str, text: str) -> None:
-    """A reader polling for the file never sees it half written."""
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text + "\n")
-    os.replace(temporary, path)
