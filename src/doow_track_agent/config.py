@@ -22,7 +22,7 @@ from doow_track_agent.egress import EgressError, Route, Tls, describe_trust, rou
 from doow_track_agent.intake import policy
 from doow_track_agent.intake.validation import Problem, load_schema, problems
 from doow_track_agent.loopback import is_loopback
-from doow_track_agent.redact import mask_key, scrub_keys
+from doow_track_agent.redact import mask_key, scrub_keys, shown_url
 from doow_track_agent.secure_files import owner_name, trusted_uid
 
 DEFAULT_CONFIG_PATH = "/etc/doow-track/doow-track.json"
@@ -152,6 +152,7 @@ def normalize(raw: Any, where: str = "$") -> Any:
     return out
 
 
+_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
 _IP_LITERAL = re.compile(r"[0-9.]+\Z|.*:")
 _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
 
@@ -164,26 +165,30 @@ def endpoint_problem(url: str) -> Optional[str]:
     """
     import httpx  # here, not at the top: --help and --version need no HTTP stack
 
+    shown = shown_url(url)
+    if _USERINFO.match(url):
+        return (f"{shown!r} has a user name or password before the host: refused, as it would be printed "
+                "and sent as Basic auth instead of the API key; give the bare URL (the key goes in apiKey)")
     if "?" in url or "#" in url:
-        return (f"{url!r} has a query string or fragment; the ingest path is appended to the endpoint, "
+        return (f"{shown!r} has a query string or fragment; the ingest path is appended to the endpoint, "
                 "so give the base URL only")
     try:
         parsed = httpx.URL(url)
-        shown = parsed.host  # decodes an xn-- label: an invalid A-label raises here
+        host_shown = parsed.host  # decodes an xn-- label: an invalid A-label raises here
     except Exception as error:  # httpx.InvalidURL, idna.IDNAError (a UnicodeError)
-        return f"{url!r} is not a usable URL: {error}"
+        return f"{shown!r} is not a usable URL: {error}"
     if parsed.scheme not in ("http", "https"):
-        return f"{url!r}: the scheme must be http or https"
+        return f"{shown!r}: the scheme must be http or https"
     if parsed.port is not None and not 1 <= parsed.port <= 65535:
-        return f"{url!r}: port {parsed.port} is out of range (1-65535)"
+        return f"{shown!r}: port {parsed.port} is out of range (1-65535)"
     host = parsed.raw_host.decode("ascii", "replace")
     if not host:
-        return f"{url!r} has no host"
+        return f"{shown!r} has no host"
     if _IP_LITERAL.match(host):
         return None
     labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
     if len(host) > 253 or not all(_LABEL.match(label) for label in labels):
-        return f"{url!r}: host {shown!r} is not a valid DNS name (empty, too long or invalid label)"
+        return f"{shown!r}: host {host_shown!r} is not a valid DNS name (empty, too long or invalid label)"
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Optional
 
@@ -10,6 +11,7 @@ _UNSAFE = re.compile(
 )
 MAX_SERVER_TEXT = 300
 _KEY = re.compile(r"dk_[A-Za-z0-9_-]+")
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 
 
 def mask_key(key: Optional[str]) -> str:
@@ -41,3 +43,15 @@ def scrub(text: str, key: Optional[str]) -> str:
 def scrub_keys(text: str) -> str:
     """Mask every key-shaped token in ``text``: for text that may quote input nobody checked for keys."""
     return _KEY.sub(lambda match: mask_key(match.group(0)), text)
+
+
+def shown_url(url: str) -> str:
+    """A URL fit to print: userinfo (``user:password@``) shown as ``***@``, key-shaped segments masked."""
+    return scrub_keys(_USERINFO.sub(r"\1***@", url))
+
+
+class ScrubbingFormatter(logging.Formatter):
+    """A ``logging.Formatter`` whose lines never hold a key-shaped token (httpx logs request URLs)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub_keys(super().format(record))

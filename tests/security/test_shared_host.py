@@ -502,3 +502,26 @@ def test_files_commands_write_are_never_written_through_another_users_symlink(re
         assert os.stat(mine).st_mode & 0o077 == 0
     finally:
         agent.cleanup()
+
+
+PATH_KEY = "dk_live_pasted_into_the_path_0042"
+
+
+def test_endpoint_userinfo_is_refused_and_a_key_in_its_path_never_printed(receiver, tmp_path):
+    with_password = receiver.url.replace("http://", "http://ops:hunter2pw@")
+    config_file = tmp_path / "doow-track.json"
+    config_file.write_text(json.dumps({"apiKey": KEY, "endpoint": with_password}))
+    config_file.chmod(0o600)
+    for how in (["--endpoint", with_password], ["--config", str(config_file)]):
+        refused = run(["--api-key", KEY, *how], stdin=lines(EVENT), secrets=["hunter2pw"])
+        assert refused.code == 78 and "user name or password" in refused.err and "***@" in refused.err, refused
+    by_env = run(["check"], stdin=lines(EVENT), env={"DOOW_TRACK_API_KEY": KEY, "DOOW_TRACK_ENDPOINT": with_password},
+                 secrets=["hunter2pw"])
+    assert by_env.code == 78, by_env
+    outbox = str(tmp_path / "outbox.ndjson")
+    piped = run(["--api-key", KEY, "--endpoint", f"{receiver.url}/{PATH_KEY}", "--outbox", outbox, "--verbose"],
+                stdin=lines(EVENT), secrets=[PATH_KEY])
+    assert piped.code != 0 and "re-send them with" in piped.err and "dk_…0042" in piped.err, piped
+    doctor = run(["doctor", "--json"], env={"DOOW_TRACK_API_KEY": KEY, "DOOW_TRACK_ENDPOINT":
+                                            f"{receiver.url}/{PATH_KEY}"}, secrets=[PATH_KEY])
+    assert "dk_…0042" in json.dumps(doctor.json, ensure_ascii=False), doctor

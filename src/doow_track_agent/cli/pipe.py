@@ -18,6 +18,7 @@ from doow_track_agent.delivery import http_client
 from doow_track_agent.exits import EX_CONFIG, CommandError
 from doow_track_agent.modes.pipe import outbox
 from doow_track_agent.modes.pipe.run import PipeOptions, PipeRun, Summary, summary_line, unwritten_line
+from doow_track_agent.redact import ScrubbingFormatter, shown_url
 from doow_track_agent.secure_files import UnsafePath
 
 
@@ -92,7 +93,9 @@ def load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> config.Se
 
 def setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.INFO if verbose else (logging.ERROR if quiet else logging.WARNING)
-    logging.basicConfig(level=level, format="doow-track: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ScrubbingFormatter("doow-track: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def deliver_lines(settings: config.Settings, stream, args: argparse.Namespace,
@@ -152,7 +155,7 @@ def resend_command(args: argparse.Namespace, env: Mapping[str, str], path: str) 
         words += ["--api-key-file", os.path.abspath(args.api_key_file)]
     endpoint = args.endpoint or env.get("DOOW_TRACK_ENDPOINT")
     if endpoint:
-        words += ["--endpoint", endpoint]
+        words += ["--endpoint", shown_url(endpoint)]
     key_in_variable = args.api_key or (env.get("DOOW_TRACK_API_KEY") and not args.api_key_file)
     prefix = "DOOW_TRACK_API_KEY=... " if key_in_variable else ""
     return prefix + " ".join(shlex.quote(word) for word in words) + f" < {shlex.quote(path)}"

@@ -20,6 +20,7 @@ from doow_track_agent.receiver.loopback import is_loopback
 from doow_track_agent.receiver.server import MAX_BODY_BYTES, Receiver, logger, tls_context
 from doow_track_agent.receiver.store import Store
 from doow_track_agent.receiver.summary import print_summary
+from doow_track_agent.redact import ScrubbingFormatter
 from doow_track_agent.secure_files import UnsafePath, ensure_directory, open_private, write_atomically
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -209,7 +210,7 @@ def _configure_logging(verbose: bool) -> None:
     """Request lines at --verbose; errors always."""
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        handler.setFormatter(ScrubbingFormatter("%(asctime)s %(message)s"))
         logger.addHandler(handler)
         logger.propagate = False
     logger.setLevel(logging.INFO if verbose else logging.WARNING)

@@ -9,6 +9,7 @@ from doow_track_agent import exits
 from doow_track_agent.buffers import spool_offline
 from doow_track_agent.cli import options
 from doow_track_agent.modes.agent import logs
+from doow_track_agent.redact import shown_url
 
 EPILOG = """\
 examples:
@@ -44,7 +45,7 @@ def _describe(document: dict) -> str:
     lines.append("ready: yes" if document.get("ready") else f"ready: NO ({'; '.join(r for r in reasons if r)})")
     if "counters" not in document:
         return "\n".join(lines)
-    lines.append(f"key {document['key']} -> {document['endpoint']}")
+    lines.append(f"key {document['key']} -> {shown_url(str(document['endpoint']))}")
     route = document.get("route") or {}
     lines.append(f"route: {'proxy ' + route['proxy'] + ' (from ' if route.get('proxy') else 'direct ('}"
                  f"{route.get('origin')})")

@@ -18,7 +18,7 @@ import httpx
 from doow_track_agent.intake import wire
 from doow_track_agent.config import ConfigError, Settings
 from doow_track_agent.egress import EgressError, needs_tls, ssl_context, untrusted_hint
-from doow_track_agent.redact import server_text
+from doow_track_agent.redact import server_text, shown_url
 
 Client = Union[httpx.Client, httpx.AsyncClient]
 
@@ -116,7 +116,7 @@ def explain(error: Exception, settings: Settings, issued_by: Optional[str] = Non
     failed = cause(error, ssl.SSLCertVerificationError)
     if isinstance(failed, ssl.SSLCertVerificationError):
         by = f" (issued by {issued_by})" if issued_by else ""
-        return (f"TLS certificate of {settings.endpoint} not trusted: {failed.verify_message}{by}; "
+        return (f"TLS certificate of {shown_url(settings.endpoint)} not trusted: {failed.verify_message}{by}; "
                 f"{untrusted_hint(settings.tls, os.environ)}")
     detail = server_text(str(error) or type(error).__name__)
     if route.password:

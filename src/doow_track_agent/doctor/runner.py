@@ -11,7 +11,7 @@ from doow_track_agent.config import ConfigError
 from doow_track_agent.doctor.report import FAIL, Check
 from doow_track_agent.egress import describe_trust
 from doow_track_agent.doctor.subject import Subject
-from doow_track_agent.redact import mask_key
+from doow_track_agent.redact import mask_key, shown_url
 
 
 def run(subject: Subject) -> List[Check]:
@@ -41,6 +41,6 @@ def facts(subject: Subject) -> dict:
     settings = subject.settings
     return {"config": subject.config_path if subject.config_exists else None,
             "key": mask_key(subject.key) if subject.key else None,
-            "endpoint": settings.endpoint if settings else None,
+            "endpoint": shown_url(settings.endpoint) if settings else None,
             "route": settings.route.as_json() if settings else None,
             "trust": describe_trust(settings.tls, os.environ) if settings else None}

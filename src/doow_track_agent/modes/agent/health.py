@@ -22,7 +22,7 @@ from doow_track_agent.config import Listen, Settings
 from doow_track_agent.delivery.pump import flush_outlook
 from doow_track_agent.modes.agent import metrics
 from doow_track_agent.egress import describe_trust
-from doow_track_agent.redact import mask_key
+from doow_track_agent.redact import mask_key, shown_url
 from doow_track_agent.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def status_document(agent: Observed) -> dict:
     return {
         "running": True, "ready": not reasons, "pid": os.getpid(), "version": __version__,
         "uptime_seconds": round(time.monotonic() - agent.started, 3), "generation": agent.generation,
-        "key": mask_key(settings.api_key), "endpoint": settings.endpoint, "route": settings.route.as_json(),
+        "key": mask_key(settings.api_key), "endpoint": shown_url(settings.endpoint), "route": settings.route.as_json(),
         "trust": describe_trust(settings.tls, os.environ),
         "spool": agent.spool.figures(),
         "flush": flush_outlook(settings, agent.spool, stats, time.monotonic()),
