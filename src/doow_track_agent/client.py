@@ -128,20 +128,35 @@ class Tally:
                 "errors": self.errors, "socket": socket_path, "exit_code": code}
 
 
+def connect_to_agent(path: str, timeout: Optional[float] = None) -> socket.socket:
+    """A connection to the agent's Unix socket, once ``identity`` vouches for the process serving it.
+
+    Raises OSError (nothing listens) or identity.Untrusted (another user's program does).
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        identity.check_socket_peer(sock, path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def through_agent(stream: BinaryIO, path: str, timeout: float, acknowledged: Optional[Set[str]] = None) -> dict:
     """Send every line of ``stream`` to the agent's socket; the contract's ``send`` JSON.
 
     ``acknowledged``, when given, receives every event_id the agent committed
     (the JSON's ``event_ids`` stops at 1000).
     """
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(path)
-    except OSError as error:
-        sock.close()
+        sock = connect_to_agent(path)
+    except (OSError, identity.Untrusted) as error:
+        reason = f"no agent listening on {path}: {error.strerror}" if isinstance(error, OSError) else \
+            f"{error}; nothing sent"
         return {"sent": 0, "accepted": 0, "invalid": 0, "event_ids": [], "socket": path,
-                "errors": [{"line": None, "error": f"no agent listening on {path}: {error.strerror}",
-                            "kind": "unavailable"}],
+                "errors": [{"line": None, "error": reason, "kind": "unavailable"}],
                 "exit_code": EX_UNAVAILABLE}
     sock.settimeout(timeout)
     counter = [0]

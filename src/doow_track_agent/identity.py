@@ -1,4 +1,4 @@
-"""Is this pid really our agent?  What ``stop``, ``reload`` and ``status`` check before believing one.
+"""Is this pid (or socket) really our agent?  What ``stop``, ``reload``, ``status`` and ``send`` check before believing one.
 
 A pid reaches these commands from a pidfile or from the health listener's
 ``/status``; both can be planted by another local user (a pidfile they
@@ -6,16 +6,19 @@ created and lock, a listener they bound first).  A pid is only signalled
 when it is a doow-track process and, for a pidfile, holds the file's lock
 (``/proc/locks``) and runs as the file's owner or root; for ``/status``,
 every socket listening on the health port belongs to the pid's user
-(``/proc/net/tcp``).  Linux only: elsewhere the /proc checks are skipped,
+(``/proc/net/tcp``); for the agent's Unix socket, the process at the other
+end (``SO_PEERCRED``) runs as us or root.  Linux only: elsewhere the /proc checks are skipped,
 as there is nothing to read them from.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import struct
 from typing import List, Optional, Set
 
-from doow_track_agent.secure_files import owner_name
+from doow_track_agent.secure_files import owner_name, trusted_uid
 
 _PROC = "/proc"
 _TCP_LISTEN = "0A"  # include/net/tcp_states.h: TCP_LISTEN
@@ -119,3 +122,19 @@ def check_pidfile_holder(path: str, pid: int, owner: int) -> None:
     if owner != 0 and uid is not None and uid != owner:
         raise Untrusted(f"pidfile {path} (owner {owner_name(owner)}) names pid {pid}, which runs as "
                         f"{owner_name(uid)}")
+
+
+def check_socket_peer(sock: socket.socket, path: str) -> None:
+    """Raise Untrusted unless the process serving the connected Unix socket ``sock`` runs as us or root.
+
+    A socket at the agent's path may have been bound by another local user
+    (a stale path in a shared directory): their program would answer "ok"
+    and the events would be lost.
+    """
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return
+    pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
+    if not trusted_uid(uid):
+        raise Untrusted(f"the socket {path} is served by {owner_name(uid)} (pid {pid}), not by the agent's user "
+                        "or root: another program answers there")

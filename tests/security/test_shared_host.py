@@ -525,3 +525,34 @@ def test_endpoint_userinfo_is_refused_and_a_key_in_its_path_never_printed(receiv
     doctor = run(["doctor", "--json"], env={"DOOW_TRACK_API_KEY": KEY, "DOOW_TRACK_ENDPOINT":
                                             f"{receiver.url}/{PATH_KEY}"}, secrets=[PATH_KEY])
     assert "dk_…0042" in json.dumps(doctor.json, ensure_ascii=False), doctor
+
+
+FAKE_SOCKET = """
+import json, socket
+server = socket.socket(socket.AF_UNIX)
+server.bind(%r)
+server.listen(8)
+print("ready", flush=True)
+while True:
+    conn, _ = server.accept()
+    for line in conn.makefile("rb"):
+        conn.sendall(json.dumps({"ok": True, "event_id": "fake"}).encode() + b"\\n")
+    conn.close()
+"""
+
+
+def test_send_and_deadletter_retry_refuse_a_socket_another_user_serves(receiver, mallory, shared_dir):
+    planted = os.path.join(shared_dir, "agent.sock")
+    trap = mallory.spawn(FAKE_SOCKET % planted)
+    agent = AgentUnderTest(receiver, socket={"path": planted})
+    try:
+        sent = run(["send", "--socket", planted, json.dumps(EVENT)])
+        assert sent.code == 69, sent
+        assert planted in sent.err and mallory.name in sent.err and "nothing sent" in sent.err
+        _empty_spool(agent.settings["spool"]["dir"])
+        retried = run(["deadletter", "retry", "--config", agent.config, "--json"])
+        assert retried.code == 69 and mallory.name in retried.out + retried.err, retried
+    finally:
+        os.killpg(trap.pid, 9)
+        trap.wait()
+        agent.cleanup()

@@ -60,7 +60,7 @@ def _input(args: argparse.Namespace) -> Optional[BinaryIO]:
 
 def _human(result: dict) -> str:
     text = [f"{result['accepted']} of {result['sent']} event(s) accepted by the agent"]
-    text += [f"line {error['line']}: {error['error']}" for error in result["errors"]]
+    text += [f"line {error['line']}: {error['error']}" for error in result["errors"] if error["line"] is not None]
     if result.get("unanswered"):
         text.append(f"{result['unanswered']} event(s) not acknowledged: the agent went away")
     if result.get("flush"):
@@ -97,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
     result = through_agent(stream, path, args.timeout)
     if result["accepted"]:
         result["flush"] = _flush(args, path)
-    for error in result["errors"][:10] if args.json else []:
-        sys.stderr.write(f"doow-track send: line {error['line']}: {error['error']}\n")
+    for error in result["errors"][:10]:
+        if error["line"] is None:  # the connection itself: said on stderr whatever the output format
+            sys.stderr.write(f"doow-track send: {error['error']}\n")
+        elif args.json:
+            sys.stderr.write(f"doow-track send: line {error['line']}: {error['error']}\n")
     emit(args, result, _human(result))
     return int(result["exit_code"])

@@ -9,10 +9,10 @@ configured (a pipe-mode config) every agent check is skipped, never failed.
 from __future__ import annotations
 
 import os
-import socket
 import stat
 from typing import Iterator, Optional
 
+from doow_track_agent import client, identity
 from doow_track_agent.buffers import spool_offline
 from doow_track_agent.cli import options
 from doow_track_agent.config import Settings
@@ -50,15 +50,13 @@ def checks(subject: Subject) -> Iterator[Check]:
 
 
 def _socket_accepts(path: Optional[str]) -> bool:
-    """Whether something accepts connections on the agent's Unix socket (``send``'s way in)."""
+    """Whether the agent accepts connections on its Unix socket (``send``'s way in); another user's does not count."""
     try:
         if not path or not stat.S_ISSOCK(os.stat(path).st_mode):
             return False
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            probe.settimeout(1.0)
-            probe.connect(path)
+        client.connect_to_agent(path, timeout=1.0).close()
         return True
-    except OSError:
+    except (OSError, identity.Untrusted):
         return False
 
 
