@@ -183,3 +183,20 @@ def write_atomically(path: str, data: bytes, what: str, mode: int = 0o600) -> No
     with os.fdopen(open_private(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, what, mode), "wb") as handle:
         handle.write(data)
     os.replace(temporary, path)
+
+
+def open_regular(path: str) -> IO[bytes]:
+    """A binary read handle on ``path`` when it is a regular file (an events file: finite, seekable).
+
+    A FIFO is opened without blocking and refused like a device or a
+    directory, so a hostile path can neither hang the reader nor feed it
+    without end (``/dev/zero``).  Raises OSError; its ``strerror`` says
+    "not a regular file ..." for those.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or directory); give a file", path)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return os.fdopen(fd, "rb")

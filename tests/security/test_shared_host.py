@@ -556,3 +556,14 @@ def test_send_and_deadletter_retry_refuse_a_socket_another_user_serves(receiver,
         os.killpg(trap.pid, 9)
         trap.wait()
         agent.cleanup()
+
+
+def test_an_events_path_that_is_a_fifo_device_or_directory_neither_hangs_nor_exhausts(tmp_path):
+    fifo = str(tmp_path / "events.fifo")
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", fifo, str(tmp_path)):
+        checked = run(["check", "--events", path], timeout=30)
+        assert checked.code == 66 and f"cannot read {path}: not a regular file" in checked.err, checked
+        doctor = run(["doctor", "--events", path, "--json"], timeout=30)
+        events = next(c for c in doctor.json["checks"] if c["name"] == "events.file")
+        assert doctor.code == 1 and events["status"] == "fail" and path in events["detail"], doctor

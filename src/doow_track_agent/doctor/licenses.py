@@ -16,7 +16,9 @@ import httpx
 from doow_track_agent.doctor.api import Api
 from doow_track_agent.doctor.report import FAIL, OK, SKIP, WARN, Check
 from doow_track_agent.doctor.subject import Subject
+from doow_track_agent.intake.policy import MAX_LINE_BYTES
 from doow_track_agent.redact import server_text
+from doow_track_agent.secure_files import open_regular
 
 EVENT_LINES = 1000
 MAX_LICENSES = 50
@@ -32,21 +34,30 @@ def wanted(subject: Subject) -> Dict[str, str]:
 
 
 def _event_licenses(path: str) -> List[str]:
-    """The distinct license ids of the first lines; unreadable lines are the events checks' business."""
-    try:
-        with open(path, "rb") as handle:
-            lines = list(islice(handle, EVENT_LINES))
-    except OSError:
-        return []
+    """The distinct license ids of the first lines (each read up to MAX_LINE_BYTES, one at a time);
+    unreadable lines are the events checks' business."""
     ids: Dict[str, None] = {}
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and isinstance(event.get("license_id"), str):
-            ids.setdefault(event["license_id"], None)
+    try:
+        with open_regular(path) as handle:
+            for _ in range(EVENT_LINES):
+                line = handle.readline(MAX_LINE_BYTES + 1)
+                if not line:
+                    break
+                license_id = _license_of(line)
+                if license_id is not None:
+                    ids.setdefault(license_id, None)
+    except OSError:
+        pass
     return list(ids)
+
+
+def _license_of(line: bytes) -> Optional[str]:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    license_id = event.get("license_id") if isinstance(event, dict) else None
+    return license_id if isinstance(license_id, str) else None
 
 
 def checks(subject: Subject, api: Optional[Api]) -> Iterator[Check]:

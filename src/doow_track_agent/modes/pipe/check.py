@@ -12,12 +12,13 @@ from typing import Optional
 
 from doow_track_agent import config
 from doow_track_agent.modes.pipe.run import PipeOptions, PipeRun
+from doow_track_agent.secure_files import open_regular
 
 
 def check_events(path: str) -> Optional[dict]:
-    """Validate an events file as a dry run of pipe mode; None when it cannot be read."""
+    """Validate an events file (a regular file) as a dry run of pipe mode; None when it cannot be read."""
     try:
-        stream = open(path, "rb")
+        stream = open_regular(path)
     except OSError as error:
         sys.stderr.write(f"doow-track: cannot read {path}: {error.strerror}\n")
         return None
