@@ -200,3 +200,28 @@ def open_regular(path: str) -> IO[bytes]:
         raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or directory); give a file", path)
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     return os.fdopen(fd, "rb")
+
+
+def open_trusted_input(path: str, what: str) -> int:
+    """Open a file we read and count as ours (a tailed file): only one that we or root own.
+
+    Another user's file would be billed as ours; their symlink to our file
+    would read our data out under their name, so a symlink is followed only
+    when we or root own it, and the file reached must be ours too (fstat
+    after open: no race).  Opened with O_NONBLOCK, so that a FIFO cannot
+    block; whether it is a regular file is the caller's to judge.  Returns a
+    read-only, non-blocking descriptor (close-on-exec); raises UnsafePath
+    naming the path and the owner, or OSError.
+    """
+    link = os.lstat(path)
+    follow = stat.S_ISLNK(link.st_mode)
+    if follow and not trusted_uid(link.st_uid):
+        raise UnsafePath(f"{what} {path} is a symlink owned by {owner_name(link.st_uid)}, not by "
+                         f"{_trusted_owners()}; refusing to read through it")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
+    owner = os.fstat(fd).st_uid
+    if not trusted_uid(owner):
+        os.close(fd)
+        raise UnsafePath(f"{what} {path} belongs to {owner_name(owner)}, not to {_trusted_owners()}; "
+                         "its lines are not read (chown it to the agent's user if they are yours)")
+    return fd

@@ -567,3 +567,32 @@ def test_an_events_path_that_is_a_fifo_device_or_directory_neither_hangs_nor_exh
         doctor = run(["doctor", "--events", path, "--json"], timeout=30)
         events = next(c for c in doctor.json["checks"] if c["name"] == "events.file")
         assert doctor.code == 1 and events["status"] == "fail" and path in events["detail"], doctor
+
+
+def test_the_file_tail_reads_only_files_the_agent_user_or_root_owns(make_agent, receiver, mallory, shared_dir,
+                                                                     tmp_path):
+    ids = {who: f"00000000-0000-4000-8000-00000000000{n}" for n, who in enumerate(("root", "mallory", "secret"))}
+    line = {who: json.dumps(dict(EVENT, event_id=event_id)) + "\n" for who, event_id in ids.items()}
+    with open(os.path.join(shared_dir, "root.jsonl"), "w") as handle:
+        handle.write(line["root"])
+    secret = str(tmp_path / "secret.jsonl")
+    with open(secret, "w") as handle:
+        handle.write(line["secret"])
+    os.chmod(secret, 0o600)
+    theirs, link = os.path.join(shared_dir, "mallory.jsonl"), os.path.join(shared_dir, "link.jsonl")
+    assert mallory.run(f"open({theirs!r}, 'w').write({line['mallory']!r})\n"
+                       f"import os\nos.symlink({secret!r}, {link!r})\n").returncode == 0
+    agent = make_agent(input={"mode": "file", "path": os.path.join(shared_dir, "*.jsonl")})
+    assert agent.start().code == 0
+    wait_for(lambda: receiver.store.count() >= 1 and theirs in agent.log() and link in agent.log(), 30,
+             "root's event delivered and both foreign files refused")
+    log = agent.log()
+    assert f"{theirs} belongs to {mallory.name}" in log and f"{link} is a symlink owned by {mallory.name}" in log
+    assert log.count(f"{theirs} belongs to") == 1, "warned once, not once per poll"
+    assert f"directory {shared_dir}" in log and "lets other users create files" in log
+    assert receiver.store.event_ids() == {ids["root"]}
+    checked = run(["check", "--config", agent.config, "--json"])
+    assert any(shared_dir in item["message"] for item in checked.json["warnings"]), checked
+    doctor = run(["doctor", "--config", agent.config, "--json"])
+    inputs = next(c for c in doctor.json["checks"] if c["name"] == "config.input_files")
+    assert inputs["status"] == "warn" and shared_dir in inputs["detail"]

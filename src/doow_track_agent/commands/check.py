@@ -11,6 +11,7 @@ from doow_track_agent import config
 from doow_track_agent.egress import describe_trust
 from doow_track_agent.exits import EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_OK
 from doow_track_agent.modes.pipe.check import check_events
+from doow_track_agent.sources import file_tail
 
 EPILOG = """\
 examples:
@@ -51,6 +52,7 @@ def check_config(path: str) -> dict:
     except config.ConfigError as error:  # the file is valid, the environment is not (e.g. HTTPS_PROXY)
         result["errors"] = [{"key": key, "message": message} for key, message in error.problems]
         return result
+    result["warnings"] += [{"key": "input.path", "message": text} for text in file_tail.shared_directories(settings)]
     result["route"] = settings.route.as_json()
     result["route_text"] = settings.route.describe()
     result["trust"] = describe_trust(settings.tls, os.environ)

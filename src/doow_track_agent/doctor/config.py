@@ -1,4 +1,5 @@
-"""Config checks: the file is found, valid against the schema, and does not expose the key."""
+"""Config checks: the file is found, valid against the schema, does not expose the key, and tails files
+only from directories other users cannot write."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Iterator
 from doow_track_agent import config
 from doow_track_agent.doctor.report import FAIL, OK, SKIP, WARN, Check
 from doow_track_agent.doctor.subject import Subject
+from doow_track_agent.sources import file_tail
 
 NO_SETTINGS = "the configuration cannot be used (see config.schema)"
 
@@ -17,6 +19,8 @@ def checks(subject: Subject) -> Iterator[Check]:
     yield _file(subject)
     yield _schema(subject)
     yield _permissions(subject)
+    if subject.settings is not None and file_tail.patterns(subject.settings):
+        yield _input_files(subject.settings)
 
 
 def _file(subject: Subject) -> Check:
@@ -57,3 +61,14 @@ def _permissions(subject: Subject) -> Check:
     if "apiKey" not in subject.file_data:
         return Check("config.permissions", OK, f"mode {mode:04o}; the file holds no key")
     return Check("config.permissions", OK, f"mode {mode:04o}: the key in it is not readable by other users")
+
+
+def _input_files(settings: config.Settings) -> Check:
+    """Tailed files (``input: {"mode": "file"}``) belong in a directory only the agent's user can write."""
+    shared = file_tail.shared_directories(settings)
+    if shared:
+        return Check("config.input_files", WARN, "; ".join(shared),
+                     "move the tailed files to a directory other users cannot write (chmod o-w, or a "
+                     "directory of the agent's own)")
+    return Check("config.input_files", OK, f"{', '.join(file_tail.patterns(settings))}: only the agent's user "
+                                           "or root can create files there")

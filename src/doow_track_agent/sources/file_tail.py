@@ -38,7 +38,7 @@ import logging
 import os
 import stat
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from doow_track_agent.buffers.checkpoints import Checkpoint
 from doow_track_agent.buffers.spool import Spool, SpoolError
@@ -46,6 +46,7 @@ from doow_track_agent.intake import wire
 from doow_track_agent.config import Settings
 from doow_track_agent.intake.events import Accepted, Intake, Invalid
 from doow_track_agent.intake.policy import MAX_LINE_BYTES
+from doow_track_agent.secure_files import UnsafePath, open_trusted_input, owner_name
 from doow_track_agent.sources.pacing import pace
 from doow_track_agent.stats import Source, Stats
 from doow_track_agent.supervise import Supervisor
@@ -69,6 +70,28 @@ def patterns(settings: Settings) -> List[str]:
     if source.get("mode") != "file":
         return []
     return ([source["path"]] if source.get("path") else []) + list(source.get("paths") or [])
+
+
+def shared_directories(settings: Settings) -> List[str]:
+    """Warnings for tailed paths (globs) in a directory other users can create files in (even sticky).
+
+    The tail refuses their files, but a directory only the agent's user can
+    write is what keeps a producer's file from being swapped or imitated.
+    """
+    warnings = []
+    for pattern in patterns(settings):
+        directory = os.path.dirname(os.path.abspath(pattern))
+        while glob.has_magic(directory):
+            directory = os.path.dirname(directory)
+        try:
+            info = os.stat(directory)
+        except OSError:
+            continue
+        if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and info.st_gid not in (0, os.getegid())):
+            warnings.append(f"input path {pattern}: directory {directory} (owner {owner_name(info.st_uid)}, mode "
+                            f"{stat.S_IMODE(info.st_mode):04o}) lets other users create files there; the agent "
+                            "skips files it does not own, but tail files from a directory only it can write")
+    return warnings
 
 
 def line_event_id(key: str, offset: int, raw: bytes) -> str:
@@ -159,6 +182,7 @@ class FileTail:
         self.poll = poll
         self._files: Dict[Identity, _File] = {}
         self._saved: Dict[Identity, Checkpoint] = {}
+        self._refused: Set[Tuple[str, Identity]] = set()  # files another user controls, warned about
         self._stop = asyncio.Event()
         self._task: Optional["asyncio.Future[None]"] = None
         self._paused = False
@@ -312,8 +336,12 @@ class FileTail:
     def _open(self, path: str, identity: Identity) -> Optional[_File]:
         """Start tailing a file once its first line is complete (its fingerprint needs it)."""
         try:
-            # O_NONBLOCK: a FIFO at the path must not block the event loop in open().
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd = open_trusted_input(path, "input file")
+        except UnsafePath as error:
+            if (path, identity) not in self._refused:  # once per file, not once per poll
+                self._refused.add((path, identity))
+                log.warning("%s", error)
+            return None
         except OSError as error:
             self._problems[path] = f"cannot open {path}: {error.strerror}"
             return None

@@ -283,6 +283,8 @@ class Agent:
     def _start_or_repoint_file_tail(self, settings: Settings) -> None:
         """Start, re-point or idle the file tail (it needs the open spool; reloading it cannot fail)."""
         paths = file_tail.patterns(settings)
+        for warning in file_tail.shared_directories(settings):
+            log.warning("%s", warning)
         assert self._producers is not None
         if self._tail is not None:
             self._tail.set_paths(paths)
