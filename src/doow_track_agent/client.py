@@ -47,8 +47,10 @@ def fetch_status(settings: Settings, timeout: float = 3.0) -> Optional[dict]:
     return document if isinstance(document, dict) and document.get("running") is True else None
 
 
-def find_agent(settings: Settings, pidfile_path: Optional[str]) -> Tuple[Optional[int], Optional[dict]]:
-    """(pid, status document): by the health listener first, by ``pidfile_path`` when it does not answer.
+def find_agent(settings: Settings, pidfile_path: Optional[str],
+               timeout: float = 3.0) -> Tuple[Optional[int], Optional[dict]]:
+    """(pid, status document): by the health listener first (``timeout`` seconds), by ``pidfile_path`` when it
+    does not answer.
 
     Neither is taken on trust: another local user can bind the health port
     first or plant a pidfile.  A pid that fails ``identity``'s checks is
@@ -56,7 +58,7 @@ def find_agent(settings: Settings, pidfile_path: Optional[str]) -> Tuple[Optiona
     to be the agent, raises identity.Untrusted saying why.
     """
     refused: Optional[identity.Untrusted] = None
-    status = fetch_status(settings)
+    status = fetch_status(settings, timeout)
     if status is not None and settings.health_listen is not None:
         try:
             return _checked_claim(status, settings.health_listen), status

@@ -28,10 +28,12 @@ _OUT_ROWS = (("delivered", "delivered"), ("rejected (dead-lettered)", "rejected"
 
 
 class Sample(NamedTuple):
-    """One look at the agent: when (``time.monotonic()`` seconds) and its ``/status`` (None: no answer)."""
+    """One look at the agent: when (``time.monotonic()`` seconds), its ``/status`` (None: no answer), and why
+    what answered is not trusted (``identity``), if it is not."""
 
     at: float
     document: Optional[dict]
+    untrusted: Optional[str] = None
 
 
 def literal(value: object) -> str:
@@ -100,6 +102,8 @@ def frame(previous: Optional[Sample], current: Sample, where: str, size: Tuple[i
     ``where`` names the agent's health address; ``wall`` is now (Unix time) for ages.
     """
     wall = time.time() if wall is None else wall
+    if current.untrusted is not None:
+        return _not_trusted(current.untrusted, wall)
     if current.document is None:
         return _not_running(previous, where, wall)
     document = current.document
@@ -214,5 +218,12 @@ def _not_running(previous: Optional[Sample], where: str, wall: float) -> Text:
                          f": no answer from {literal(where)}; retrying every second")
     if previous is not None and previous.document is not None:
         text.append(f"\nlast seen: pid {previous.document.get('pid')}")
+    text.append(f"\n{time.strftime('%H:%M:%S', time.localtime(wall))} · q quits", style="dim")
+    return text
+
+
+def _not_trusted(reason: str, wall: float) -> Text:
+    text = Text.assemble(("doow-track top", "bold"), " · ", ("not trusted", "bold red"), f": {reason}",
+                         "\nnone of its figures are shown; find what answers in the agent's place (ss -ltnp)")
     text.append(f"\n{time.strftime('%H:%M:%S', time.localtime(wall))} · q quits", style="dim")
     return text

@@ -57,6 +57,11 @@ def test_stop_and_reload_never_signal_a_pid_a_fake_status_listener_names(receive
             assert result.code == 69, (command, result)
             assert "not a doow-track process" in result.err and "no signal sent" in result.err
             assert result.json["pid"] is None
+        top = run(["top", "--once", "--config", agent.config, "--interval", "0.1"])
+        assert top.code == 69 and "not trusted: " in top.out and "not a doow-track process" in top.out, top
+        assert "ready" not in top.out and "key" not in top.out, "none of the fake agent's figures are shown"
+        for command in ("status", "stop", "reload", "top"):
+            assert "69" in run([command, "--help"]).out, command
     finally:
         os.killpg(trap.pid, 9)
         trap.wait()

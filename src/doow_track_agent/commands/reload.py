@@ -25,7 +25,8 @@ examples:
 exit status: 0 the agent runs the new config (its generation went up),
 78 the agent kept its previous config (the new one is invalid: see "error";
    a config that fails validation here is not even sent to the agent),
-3 no agent runs, 75 no answer within --timeout.
+3 no agent runs, 69 what answers as the agent (its /status, its pidfile) is not
+trusted: no signal sent, 75 no answer within --timeout.
 """
 
 

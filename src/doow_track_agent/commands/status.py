@@ -18,7 +18,8 @@ examples:
   doow-track status --json | jq .spool.events
 
 exit status: 0 the agent runs (ready or not: see "ready"), 3 no agent runs,
-78 the config cannot be read. With no agent, the spool on disk is still shown.
+69 what answers as the agent (its /status, its pidfile) is not trusted (the
+message says why), 78 the config cannot be read. With no agent, the spool on disk is still shown.
 """
 
 

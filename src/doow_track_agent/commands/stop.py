@@ -21,7 +21,8 @@ examples:
 
 The agent stops accepting events, delivers what it can within shutdownTimeout,
 keeps the rest in its spool for the next start, and exits.
-exit status: 0 the agent is gone (or none was running), 75 still running after --timeout.
+exit status: 0 the agent is gone (or none was running), 69 what answers as the agent
+(its /status, its pidfile) is not trusted: no signal sent, 75 still running after --timeout.
 """
 
 

@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Optional
 from rich.console import Console
 from rich.live import Live
 
-from doow_track_agent import client, exits
+from doow_track_agent import client, exits, identity
 from doow_track_agent.cli import options
 from doow_track_agent.config import Settings
 from doow_track_agent.top_view import Sample, frame
@@ -40,7 +40,8 @@ oldest event; dead letters; whether the key is accepted; the config
 generation and the last reload's outcome; the last error and its age. When
 the agent stops it says "agent not running" and reconnects when it is back.
 
-exit status: 0 quit with q, 3 no agent runs (--once), 64 usage (no terminal
+exit status: 0 quit with q, 3 no agent runs (--once), 69 what answers as the agent
+is not trusted (--once; shown as "not trusted: <reason>", as status refuses it), 64 usage (no terminal
 without --once), 78 bad config or no health.listen (top reads /status there).
 """
 
@@ -70,7 +71,12 @@ def _seconds(text: str) -> float:
 
 
 def _sample(settings: Settings, interval: float) -> Sample:
-    return Sample(time.monotonic(), client.fetch_status(settings, timeout=min(2.0, interval * 2)))
+    """The agent found as ``status`` finds it: a /status or pidfile ``identity`` refuses is shown as such."""
+    try:
+        _, document = client.find_agent(settings, settings.pidfile, timeout=min(2.0, interval * 2))
+    except identity.Untrusted as error:
+        return Sample(time.monotonic(), None, str(error))
+    return Sample(time.monotonic(), document)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,6 +103,8 @@ def _once(settings: Settings, where: str, interval: float) -> int:
     console = Console(file=sys.stdout, width=80, color_system=None, force_terminal=False, highlight=False,
                       emoji=False)
     console.print(frame(first, current, where))
+    if current.untrusted is not None:
+        return exits.EX_UNAVAILABLE
     return 0 if current.document is not None else exits.EX_NOT_RUNNING
 
 
