@@ -17,6 +17,7 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import unquote, urlsplit
 
 from doow_track_agent.intake.validation import Problem
+from doow_track_agent.secure_files import require_regular
 
 CERTIFI, SYSTEM = "certifi", "system"
 # curl and urllib read the lower-case spelling first; either works.
@@ -217,16 +218,19 @@ def _build_context(tls: Tls, env: Mapping[str, str]) -> ssl.SSLContext:
         context = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     elif cafile or capath or tls.trust_store == SYSTEM:
         # OpenSSL's default paths, which honour SSL_CERT_FILE and SSL_CERT_DIR.
-        context = _loaded(lambda: ssl.create_default_context(cafile=cafile, capath=capath),
+        context = _loaded(lambda: require_regular(cafile) or ssl.create_default_context(cafile=cafile, capath=capath),
                           "environment", "SSL_CERT_FILE" if cafile else "SSL_CERT_DIR", cafile or capath or "")
     else:
         import certifi
 
         context = ssl.create_default_context(cafile=certifi.where())
     if tls.ca_file:
-        _loaded(lambda: context.load_verify_locations(cafile=tls.ca_file), "config", "tls.caFile", tls.ca_file)
+        _loaded(lambda: require_regular(tls.ca_file) or context.load_verify_locations(cafile=tls.ca_file), "config",
+                "tls.caFile", tls.ca_file)
     if tls.cert_file:
-        _loaded(lambda: context.load_cert_chain(tls.cert_file, tls.key_file), "config",
+        _loaded(lambda: require_regular(tls.cert_file, tls.key_file) or context.load_cert_chain(tls.cert_file,
+                                                                                                  tls.key_file),
+                "config",
                 "tls.certFile/tls.keyFile", tls.cert_file)
     return context
 

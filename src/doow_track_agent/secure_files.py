@@ -225,3 +225,11 @@ def open_trusted_input(path: str, what: str) -> int:
         raise UnsafePath(f"{what} {path} belongs to {owner_name(owner)}, not to {_trusted_owners()}; "
                          "its lines are not read (chown it to the agent's user if they are yours)")
     return fd
+
+
+def require_regular(*paths: Optional[str]) -> None:
+    """Raise OSError (as ``open_regular``) unless each given path is a regular file: for files a library
+    reads by name (OpenSSL's PEM files), which would block on a FIFO or read a device without end."""
+    for path in paths:
+        if path:
+            open_regular(path).close()

@@ -572,6 +572,13 @@ def test_an_events_path_that_is_a_fifo_device_or_directory_neither_hangs_nor_exh
         doctor = run(["doctor", "--events", path, "--json"], timeout=30)
         events = next(c for c in doctor.json["checks"] if c["name"] == "events.file")
         assert doctor.code == 1 and events["status"] == "fail" and path in events["detail"], doctor
+    tls_config = tmp_path / "tls.json"
+    tls_config.write_text(json.dumps({"apiKey": KEY, "endpoint": "https://127.0.0.1:1", "tls": {"caFile": fifo}}))
+    tls_config.chmod(0o600)
+    piped = run(["--config", str(tls_config)], stdin=lines(EVENT), timeout=30)
+    assert piped.code == 78 and f"tls.caFile: {fifo}" in piped.err and "not a regular file" in piped.err, piped
+    served = run(["receiver", "--listen", "127.0.0.1:0", "--tls-cert", "/dev/zero", "--tls-key", fifo], timeout=30)
+    assert served.code == 64 and "not a regular file" in served.err and "/dev/zero" in served.err, served
 
 
 def test_the_file_tail_reads_only_files_the_agent_user_or_root_owns(make_agent, receiver, mallory, shared_dir,

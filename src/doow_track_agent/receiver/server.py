@@ -41,6 +41,7 @@ from doow_track_agent.receiver.protocol import (
     split_events,
 )
 from doow_track_agent.receiver.store import STATUS_RESET, Request, Store, utc_now
+from doow_track_agent.secure_files import require_regular
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 INGEST_PATH = "/telemetry/events"
@@ -388,6 +389,7 @@ def _optional_set(values: Optional[Iterable[str]]) -> Optional[FrozenSet[str]]:
 def tls_context(cert_file: str, key_file: str, client_ca: Optional[str] = None) -> ssl.SSLContext:
     """A server context for ``--tls-cert``/``--tls-key`` (PEM); with ``client_ca``, clients must present a
     certificate it issued (mutual TLS).  Raises OSError or ssl.SSLError for unusable files."""
+    require_regular(cert_file, key_file, client_ca)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_file, key_file)
