@@ -18,7 +18,6 @@ pre-check), which keeps it out of a one-event run's start-up.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -290,6 +289,8 @@ def _problems(error: "jsonschema.ValidationError") -> List[Problem]:
 
 
 def _unknown_key_message(key: str, allowed: list) -> str:
+    import difflib  # error paths only
+
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown key {key!r}{hint}"
@@ -304,6 +305,8 @@ def _explained_by_a_typo(error: "jsonschema.ValidationError", typos: set) -> boo
 
 
 def _typo_targets(errors: "List[jsonschema.ValidationError]") -> set:
+    import difflib  # error paths only
+
     targets = set()
     for error in errors:
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):

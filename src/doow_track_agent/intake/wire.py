@@ -14,11 +14,14 @@ import json
 import os
 import threading
 import time
-import uuid
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, List
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List
 
 from doow_track_agent import __version__
+
+if TYPE_CHECKING:
+    import uuid
 
 INGEST_PATH = "/telemetry/events"
 USER_AGENT = f"doow-track-agent/{__version__}"
@@ -64,7 +67,12 @@ def new_uuid4() -> str:
     return ids.pop()
 
 
-_DERIVED = uuid.UUID("6f1c52c4-0d55-4d0c-9a0e-9c1b2d7f4e61")
+@lru_cache(maxsize=None)
+def _derived_namespace() -> "uuid.UUID":
+    # uuid is imported on first need: it imports platform, which a one-event run need not pay for.
+    import uuid
+
+    return uuid.UUID("6f1c52c4-0d55-4d0c-9a0e-9c1b2d7f4e61")
 
 
 def derived_id(key: str, place: int, raw: bytes) -> str:
@@ -73,7 +81,9 @@ def derived_id(key: str, place: int, raw: bytes) -> str:
     ``key`` names the input (a tailed file's fingerprint, a pipe-mode ``--run-id``),
     ``place`` is where in it (a byte offset, a line number).
     """
-    return str(uuid.uuid5(_DERIVED, f"{key}:{place}:{hashlib.sha256(raw).hexdigest()}"))
+    from uuid import uuid5
+
+    return str(uuid5(_derived_namespace(), f"{key}:{place}:{hashlib.sha256(raw).hexdigest()}"))
 
 
 def format_timestamp(moment: datetime) -> str:
