@@ -42,12 +42,15 @@ def sustained(agent: AgentProcess, receiver: ReceiverProcess, seconds: float) ->
     while agent.status()["spool"]["events"] and time.monotonic() - drain_started < 120:
         time.sleep(0.1)
     backlog_seconds = time.monotonic() - drain_started
+    cpu_drained = agent.cpu_seconds() - cpu_before
     peak_backlog = max((depth for depth, _ in samples), default=0)
     print(f"socket intake, 4 producers, {elapsed:.0f} s:")
     print(f"  acknowledged (spooled)     {acked / elapsed:>10,.0f} events/s   ({acked:,} events, {refused} refused)")
     print(f"  delivered meanwhile        {stored_during / elapsed:>10,.0f} events/s   (stored at the receiver)")
     print(f"  spool depth: peak {peak_backlog:,}, drained {backlog_seconds:.1f} s after the producers stopped")
     print(f"  agent CPU {cpu / elapsed * 100:.0f}% of one core, peak RSS {max((m for _, m in samples), default=0):.0f} MB")
+    print(f"  agent CPU per acknowledged event: {cpu_drained / max(acked, 1) * 1e6:.1f} µs "
+          f"(intake, spool and delivery: user+sys from the first event until the spool is drained)")
 
 
 def latency(agent: AgentProcess, seconds: float) -> None:
@@ -69,14 +72,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the sustained run")
     parser.add_argument("--fsync", choices=("batch", "off"), default="batch")
+    parser.add_argument("--sustained-only", action="store_true", help="skip the idle and latency figures")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="doow-agent-bench-", dir="/tmp")
     receiver = ReceiverProcess(workdir)
     agent = AgentProcess(workdir, receiver.url, spool={"dir": os.path.join(workdir, "spool"), "fsync": args.fsync})
     try:
         print(f"doow-track agent benchmark (spool.fsync={args.fsync}, {os.cpu_count()} cores)")
-        idle(agent, 20)
-        latency(agent, 20)
+        if not args.sustained_only:
+            idle(agent, 20)
+            latency(agent, 20)
         sustained(agent, receiver, args.seconds)
     finally:
         agent.stop()

@@ -1,7 +1,11 @@
-"""Pipe-mode figures (issue 2): throughput, requests, peak memory, start-up time.
+"""Pipe-mode figures (issues 2 and 16): throughput, CPU per event, requests, peak memory, against the Node CLI.
 
-Prints a table; asserts nothing.  Run: .venv/bin/python bench/pipe_throughput.py [--events N]
-The receiver runs as its own process (the other core), as a real endpoint would.
+Prints a table; asserts nothing.  Run: .venv/bin/python bench/pipe_throughput.py [--events N] [--repeat 3]
+The receiver runs as its own process (the other core), as a real endpoint would,
+a fresh one per run.  doow-track and the official Node CLI (``DOOW_TRACK_FLUSH_AT=500``,
+its best loss-free setting) take turns, so machine load hits both alike; each
+figure is the median of ``--repeat`` runs and is shown with its ratio to Node's.
+CPU is the client process's own user+sys (``wait4``) divided by the events.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from doow_track_agent.receiver.store import Store
 
 CLI = [sys.executable, "-m", "doow_track_agent"]
 KEY = "dk_bench_local_only"
+NODE_CLI = os.environ.get("DOOW_TRACK_NODE_CLI", "/work/shared/anchors/doow-track-node-0.1.4/cli.cjs")
 
 
 def start_receiver(workdir: str, latency_ms: int) -> "tuple[subprocess.Popen, str, str]":
@@ -40,32 +45,58 @@ def requests_made(database: str) -> int:
     return Store(database).stats()["requests_total"]
 
 
-def pipe_run(events_file: str, latency_ms: int, workdir: str) -> dict:
+def client_commands(url: str) -> "dict[str, tuple[list, dict]]":
+    """The two clients as users run them: name -> (argv, environment)."""
+    script = shutil.which("doow-track", path=os.path.dirname(sys.executable))
+    env = {**os.environ}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # installed packages have their bytecode
+    return {
+        "doow-track": ([script or CLI[0], *([] if script else CLI[1:]), "--api-key", KEY, "--endpoint", url,
+                        "--quiet"], env),
+        "Node CLI": (["node", NODE_CLI, "--api-key", KEY],
+                     {**env, "DOOW_TRACK_ENDPOINT": url, "DOOW_TRACK_FLUSH_AT": "500"}),
+    }
+
+
+def pipe_run(client: str, events_file: str, events: int, latency_ms: int, workdir: str) -> dict:
     receiver, url, database = start_receiver(workdir, latency_ms)
-    command = [*CLI, "--api-key", KEY, "--endpoint", url, "--quiet"]
+    command, env = client_commands(url)[client]
     try:
         with open(events_file, "rb") as stdin:
             started = time.perf_counter()
-            child = subprocess.Popen(command, stdin=stdin)
+            child = subprocess.Popen(command, stdin=stdin, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
             _, status, usage = os.wait4(child.pid, 0)
             seconds = time.perf_counter() - started
         code = os.waitstatus_to_exitcode(status)
-        peak_kib = usage.ru_maxrss
     finally:
         receiver.terminate()
         receiver.wait()
     stored = Store(database).count()
-    return {"latency": latency_ms, "exit": code, "stored": stored, "seconds": seconds,
-            "rate": stored / seconds, "requests": requests_made(database), "peak_mb": peak_kib / 1024,
-            "command": f"doow-track --api-key dk_… --endpoint {url} --quiet < events.ndjson"}
+    shown = " ".join(word for word in command if word != CLI[0] or client != "doow-track").replace(KEY, "dk_…")
+    prefix = "DOOW_TRACK_ENDPOINT=URL DOOW_TRACK_FLUSH_AT=500 " if client == "Node CLI" else ""
+    return {"client": client, "latency": latency_ms, "exit": code, "stored": stored, "lost": events - stored,
+            "seconds": seconds, "rate": stored / seconds, "requests": requests_made(database),
+            "cpu_us": (usage.ru_utime + usage.ru_stime) / events * 1e6, "peak_mb": usage.ru_maxrss / 1024,
+            "command": f"{prefix}{shown.replace(url, 'URL')} < events.ndjson"}
 
 
-def median_run(events_file: str, latency_ms: int, workdir: str, repeat: int) -> dict:
-    """The run with the median rate, each against a fresh receiver (one noisy run proves little)."""
-    runs = sorted((pipe_run(events_file, latency_ms, workdir) for _ in range(repeat)), key=lambda r: r["rate"])
-    middle = runs[len(runs) // 2]
-    middle["all_rates"] = [round(run["rate"]) for run in runs]
-    return middle
+FIGURES = ("rate", "cpu_us", "requests", "lost", "peak_mb", "seconds")
+
+
+def median_runs(events_file: str, events: int, latency_ms: int, workdir: str, repeat: int) -> "dict[str, dict]":
+    """Per client, the median of each figure over ``repeat`` interleaved runs (one noisy run proves little)."""
+    runs: "dict[str, list]" = {"doow-track": [], "Node CLI": []}
+    for _ in range(repeat):
+        for client in runs:
+            runs[client].append(pipe_run(client, events_file, events, latency_ms, workdir))
+    medians = {}
+    for client, rows in runs.items():
+        row = {name: statistics.median(run[name] for run in rows) for name in FIGURES}
+        row.update(client=client, latency=latency_ms, command=rows[0]["command"],
+                   exits=sorted({run["exit"] for run in rows}), all_rates=[round(run["rate"]) for run in rows])
+        medians[client] = row
+    return medians
 
 
 def version_ms(runs: int = 15) -> float:
@@ -81,29 +112,34 @@ def version_ms(runs: int = 15) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per latency; the median is shown")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per client and latency; medians are shown")
+    parser.add_argument("--latency", type=int, nargs="+", default=[0, 20], help="receiver latencies (ms)")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="doow-bench-")
     events_file = os.path.join(workdir, "events.ndjson")
     with open(events_file, "wb") as handle:
         handle.write(b"\n".join(samples.lines(args.events)) + b"\n")
-    rows = [median_run(events_file, latency, workdir, args.repeat) for latency in (0, 20)]
+    tables = [median_runs(events_file, args.events, latency, workdir, args.repeat) for latency in args.latency]
     print(f"\npipe mode, {args.events:,} events, receiver in its own process on 127.0.0.1 "
-          f"({os.cpu_count()} cores), median of {args.repeat} runs\n")
-    print(f"{'receiver latency':>16} {'events/s':>10} {'stored':>8} {'requests':>8} {'seconds':>8} "
-          f"{'peak MB':>8} {'exit':>4}")
-    for row in rows:
-        print(f"{row['latency']:>13} ms {row['rate']:>10,.0f} {row['stored']:>8,} {row['requests']:>8} "
-              f"{row['seconds']:>8.2f} {row['peak_mb']:>8.1f} {row['exit']:>4}")
-    for row in rows:
-        print(f"  {row['latency']} ms: rates of the {len(row['all_rates'])} runs: {row['all_rates']}")
+          f"({os.cpu_count()} cores), medians of {args.repeat} interleaved runs\n")
+    print(f"{'latency':>7} {'client':<10} {'events/s':>9} {'x Node':>6} {'CPU us/ev':>9} {'x Node':>6} "
+          f"{'lost':>5} {'requests':>8} {'peak MB':>7} {'exit':>5}")
+    for table in tables:
+        node = table["Node CLI"]
+        for row in table.values():
+            print(f"{row['latency']:>4} ms {row['client']:<10} {row['rate']:>9,.0f} {row['rate'] / node['rate']:>6.2f} "
+                  f"{row['cpu_us']:>9.1f} {row['cpu_us'] / node['cpu_us']:>6.2f} {row['lost']:>5.0f} "
+                  f"{row['requests']:>8.0f} {row['peak_mb']:>7.1f} {','.join(map(str, row['exits'])):>5}")
+    for table in tables:
+        for row in table.values():
+            print(f"  {row['latency']} ms, {row['client']}: events/s of the runs: {row['all_rates']}")
     print(f"\ndoow-track --version: {version_ms():.0f} ms (median of 15)")
-    print("\ncommands:")
-    for row in rows:
-        print(f"  receiver --latency-ms {row['latency']}:  {row['command']}")
-    print("  peak MB is the doow-track process's own max RSS (wait4 rusage of that child)")
+    print("\ncommands (URL: a fresh `doow-track receiver --latency-ms N` per run):")
+    for row in tables[0].values():
+        print(f"  {row['client']}: {row['command']}")
+    print("  peak MB is the client process's own max RSS, CPU its user+sys (wait4 rusage of that child)")
     shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -9,8 +9,6 @@ best effort: where they do not exist nothing happens.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import resource
 import sys
 
@@ -25,8 +23,11 @@ def disable() -> None:
         pass
     if not sys.platform.startswith("linux"):
         return
+    import ctypes  # here: only Linux has prctl
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        # The process's own symbols, which include libc's: ctypes.util.find_library would run
+        # ldconfig in a subprocess on every command, --version included.
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
     except (OSError, AttributeError):
         pass

@@ -8,7 +8,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import time
 from typing import Dict, List, Optional
 
 import pytest

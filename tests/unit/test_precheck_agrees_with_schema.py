@@ -72,3 +72,20 @@ def test_schema_gaps_are_closed():
     assert not VALIDATOR.is_valid({**ok, "timestamp": "2026-11-24T10:00:00"})  # no time zone
     assert not VALIDATOR.is_valid({**ok, "quantity": "1"})
     assert not VALIDATOR.is_valid({**ok, "quantity": True})
+
+
+def test_precheck_agrees_with_the_schema_at_every_length_bound():
+    """One short of, at and one past each bound, every bounded string alone in an otherwise valid event."""
+    base = {"metric": "m", "quantity": 1, "license_id": "l"}
+    placements = {
+        "metric": lambda text: {"metric": text}, "license_id": lambda text: {"license_id": text},
+        "event_id": lambda text: {"event_id": text}, "unit": lambda text: {"unit": text},
+        "source_system": lambda text: {"source_system": text},
+        "attribution key": lambda text: {"attribution": {text: 1}},
+        "attribution value": lambda text: {"attribution": {"k": text}},
+        "metric_tuple_hint": lambda text: {"metric_tuple_hint": {"app_name": text}},
+    }
+    for where, place in placements.items():
+        for length in (0, 1, 63, 64, 65, 127, 128, 129, 255, 256, 257):
+            event = {**base, **place("a" * length)}
+            assert precheck(event) == VALIDATOR.is_valid(event), (where, length)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import time
 from typing import Any, Deque, List, Optional, Tuple
 
@@ -47,22 +48,22 @@ class MemoryQueue:
         return len(self._items), (self._arrivals[0][0] if self._arrivals else None)
 
     def lease(self, max_events: int, max_bytes: int) -> List[Queued]:
-        taken: List[Queued] = []
-        budget = BatchBudget(max_bytes)
-        while self._items and len(taken) < max_events and budget.fits(self._items[0].body):
-            event = self._items.popleft()
-            budget.add(event.body)
-            taken.append(event)
-            self._consume_arrival()
+        count = BatchBudget(max_bytes).fill(event.body for event in itertools.islice(self._items, max_events))
+        popleft = self._items.popleft
+        taken = [popleft() for _ in range(count)]
+        self._consume_arrivals(count)
         if len(self._items) < self._capacity:
             self.room.set()
         return taken
 
-    def _consume_arrival(self) -> None:
-        head = self._arrivals[0]
-        head[1] -= 1
-        if head[1] == 0:
-            self._arrivals.popleft()
+    def _consume_arrivals(self, count: int) -> None:
+        while count:
+            head = self._arrivals[0]
+            used = min(head[1], count)
+            head[1] -= used
+            count -= used
+            if head[1] == 0:
+                self._arrivals.popleft()
 
     def seal(self) -> List[Queued]:
         """End the run: hand back what is still waiting."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from importlib import import_module
 from typing import List, Optional
 
@@ -48,6 +47,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EX_INTERRUPTED
     except Exception as error:  # a bug: say so with its own status, never one a check or a line could mean
         if os.environ.get("DOOW_TRACK_DEBUG"):
+            import traceback
+
             traceback.print_exc()
         sys.stderr.write(f"doow-track: internal error: {type(error).__name__}: {error} "
                          "(set DOOW_TRACK_DEBUG=1 for the traceback)\n")

@@ -1,25 +1,23 @@
 """Pipe mode from the command line: the delivery options, settings from flags, the run and its report.
 
 Shared by ``doow-track`` itself (``commands/run.py``) and ``send --direct``.
+Settings, logging, intake and delivery (asyncio, httpx) are imported by the
+functions that use them, once the flags are parsed: ``--help`` needs none of them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
-import shlex
 import sys
-from typing import Mapping, Tuple
+from typing import TYPE_CHECKING, Mapping, Tuple
 
-from doow_track_agent import config
-from doow_track_agent.delivery import http_client
 from doow_track_agent.exits import EX_CONFIG, CommandError
-from doow_track_agent.modes.pipe import outbox
-from doow_track_agent.modes.pipe.run import PipeOptions, PipeRun, Summary, summary_line, unwritten_line
 from doow_track_agent.redact import ScrubbingFormatter, shown_url
-from doow_track_agent.secure_files import UnsafePath
+
+if TYPE_CHECKING:
+    from doow_track_agent.config import Settings
+    from doow_track_agent.modes.pipe.run import PipeOptions, Summary
 
 
 def add_delivery_options(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +69,8 @@ def attribution_pair(text: str) -> Tuple[str, str]:
 
 def flag_layer(args: argparse.Namespace) -> dict:
     """The command line as a config layer (camelCase keys, only what was given)."""
+    from doow_track_agent import config
+
     layer: dict = {}
     key = args.api_key or (config.read_key_file(args.api_key_file) if args.api_key_file else None)
     values = {"apiKey": key, "endpoint": args.endpoint, "flushAt": args.flush_at,
@@ -83,8 +83,10 @@ def flag_layer(args: argparse.Namespace) -> dict:
     return layer
 
 
-def load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> config.Settings:
+def load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     """Resolve settings; raises CommandError (78) naming every problem."""
+    from doow_track_agent import config
+
     try:
         return config.load(args.config, env, flag_layer(args))
     except config.ConfigError as error:
@@ -92,19 +94,26 @@ def load_settings(args: argparse.Namespace, env: Mapping[str, str]) -> config.Se
 
 
 def setup_logging(verbose: bool, quiet: bool) -> None:
+    import logging
+
     level = logging.INFO if verbose else (logging.ERROR if quiet else logging.WARNING)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(ScrubbingFormatter("doow-track: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
 
 
-def deliver_lines(settings: config.Settings, stream, args: argparse.Namespace,
+def deliver_lines(settings: Settings, stream, args: argparse.Namespace,
                   env: Mapping[str, str] = os.environ) -> Summary:
     """Pipe mode over any binary stream; also what ``send --direct`` uses.
 
     Raises CommandError (78) when events would be sent but there is no key, or nowhere safe to keep
     what is not delivered.
     """
+    from doow_track_agent import config
+    from doow_track_agent.delivery import http_client
+    from doow_track_agent.modes.pipe import outbox
+    from doow_track_agent.modes.pipe.run import PipeOptions, PipeRun
+
     dry_run = args.dry_run or settings.disabled
     if settings.disabled and not args.dry_run:
         sys.stderr.write("doow-track: disabled (DOOW_TRACK_DISABLED or \"disabled\": true in the config): "
@@ -134,12 +143,14 @@ def deliver_lines(settings: config.Settings, stream, args: argparse.Namespace,
 def _check_output_files(options: PipeOptions) -> None:
     """Raises CommandError (78), before any input is read, when the outbox or rejects file could not be
     written safely (another user's file or symlink, a directory others control)."""
+    from doow_track_agent.modes.pipe import outbox
+    from doow_track_agent.secure_files import UnsafePath
+
     try:
         outbox.check_writable(options.outbox_path, "outbox file")
         outbox.check_writable(options.rejects_path, "rejects file")
     except (UnsafePath, OSError) as error:
         raise CommandError(EX_CONFIG, f"{error}; nothing was read or sent") from None
-
 
 
 def resend_command(args: argparse.Namespace, env: Mapping[str, str], path: str) -> str:
@@ -148,6 +159,8 @@ def resend_command(args: argparse.Namespace, env: Mapping[str, str], path: str) 
     The key itself is never part of it: a key given with ``--api-key`` or
     DOOW_TRACK_API_KEY is shown as ``DOOW_TRACK_API_KEY=...``, for the user to fill in.
     """
+    import shlex
+
     words = ["doow-track"]
     if args.config:
         words += ["--config", os.path.abspath(args.config)]
@@ -163,6 +176,8 @@ def resend_command(args: argparse.Namespace, env: Mapping[str, str], path: str) 
 
 def report(summary: Summary, args: argparse.Namespace, dry_run: bool, env: Mapping[str, str]) -> None:
     """Summary on stderr; with --json, the machine-readable object on stdout."""
+    from doow_track_agent.modes.pipe.run import summary_line, unwritten_line
+
     lost = unwritten_line(summary)
     if lost:  # even with --quiet: these events are nowhere but in the input
         sys.stderr.write(f"doow-track: {lost}\n")
@@ -175,5 +190,7 @@ def report(summary: Summary, args: argparse.Namespace, dry_run: bool, env: Mappi
             sys.stderr.write(f"doow-track: {summary.rejected} events refused by the API, with reasons, "
                              f"in {summary.rejects}\n")
     if args.json:
+        import json
+
         sys.stdout.write(json.dumps(summary.as_json()) + "\n")
         sys.stdout.flush()

@@ -10,13 +10,12 @@ import signal
 import ssl
 import sys
 from dataclasses import fields
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 from doow_track_agent import locations
 from doow_track_agent.exits import EX_CONFIG, EX_NOINPUT, EX_OK, EX_UNAVAILABLE, EX_USAGE
 from doow_track_agent.loopback import is_loopback
 from doow_track_agent.receiver.faults import Faults
-from doow_track_agent.receiver.loopback import is_loopback
 from doow_track_agent.receiver.server import MAX_BODY_BYTES, Receiver, logger, tls_context
 from doow_track_agent.receiver.store import Store
 from doow_track_agent.receiver.summary import print_summary

@@ -1,17 +1,23 @@
-"""``doow-track [options]``: the command with no name, pipe mode or (with --pidfile/--daemon) the agent."""
+"""``doow-track [options]``: the command with no name, pipe mode or (with --pidfile/--daemon) the agent.
+
+Settings are imported once the flags are parsed, so that ``--help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from doow_track_agent import __version__, config
+from doow_track_agent import __version__
 from doow_track_agent.cli.pipe import add_delivery_options, deliver_lines, flag_layer, load_settings, setup_logging
 from doow_track_agent.cli.registry import EPILOG, command_summary
 from doow_track_agent.cli.usage import UsageParser
 from doow_track_agent.exits import EX_CONFIG, CommandError
+
+if TYPE_CHECKING:
+    from doow_track_agent.config import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serves_input(settings: config.Settings) -> bool:
+def serves_input(settings: Settings) -> bool:
     """Whether ``input`` names a file to tail or a port to listen on, which only the agent serves."""
     return (settings.input or {}).get("mode") in ("file", "tcp")
 
@@ -44,6 +50,8 @@ def serves_input(settings: config.Settings) -> bool:
 def main(argv: Iterable[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv))
+    from doow_track_agent import config
+
     env = os.environ
     settings = load_settings(args, env)
     setup_logging(settings.debug, args.quiet)

@@ -10,21 +10,24 @@ matter for billing data, closed here rather than in each caller:
   checker only counts finite numbers as numbers.
 * A ``pattern`` ending in ``$`` lets a trailing newline through under
   Python's ``re``; we anchor such patterns at the true end of the string.
+
+jsonschema itself is imported only when something may be invalid: valid
+input is recognized by ``certainly_valid`` (and, for events, by intake's
+pre-check), which keeps it out of a one-event run's start-up.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
+import os
 import re
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from importlib import resources
-from typing import Any, Iterator, List, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterator, List, NamedTuple, Optional, Union
 
-import jsonschema
-from jsonschema import Draft202012Validator, FormatChecker
+if TYPE_CHECKING:
+    import jsonschema
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?"
@@ -101,26 +104,47 @@ def _anchored(pattern: str) -> "re.Pattern[str]":
 
 def _strict_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
     if validator.is_type(instance, "string") and not _anchored(pattern).search(instance):
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+        from jsonschema import ValidationError
+
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-_FORMATS = FormatChecker(formats=())
-_FORMATS.checks("date-time")(lambda value: not isinstance(value, str) or parse_rfc3339(value) is not None)
+@lru_cache(maxsize=None)
+def _strict_validator() -> Any:
+    """The jsonschema validator class with the gaps closed; jsonschema is imported here, on first need.
 
-_TYPES = Draft202012Validator.TYPE_CHECKER.redefine_many(
-    {"number": _is_finite_number, "integer": _is_finite_integer}
-)
+    Importing jsonschema costs more than the rest of a one-event run's own
+    code, and valid input and config never need it (see ``certainly_valid``).
+    """
+    import jsonschema
+    from jsonschema import Draft202012Validator
 
-StrictValidator = jsonschema.validators.extend(
-    Draft202012Validator,
-    validators={"pattern": _strict_pattern},
-    type_checker=_TYPES,
-)
+    types = Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"number": _is_finite_number, "integer": _is_finite_integer})
+    return jsonschema.validators.extend(Draft202012Validator, validators={"pattern": _strict_pattern},
+                                        type_checker=types)
+
+
+@lru_cache(maxsize=None)
+def _format_checker() -> Any:
+    from jsonschema import FormatChecker
+
+    formats = FormatChecker(formats=())
+    formats.checks("date-time")(lambda value: not isinstance(value, str) or parse_rfc3339(value) is not None)
+    return formats
+
+
+_SCHEMAS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas")
 
 
 def schema_text(name: str) -> str:
-    """Return the shipped schema file ``schemas/{name}.schema.json`` as text."""
-    return resources.files("doow_track_agent").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
+    """Return the shipped schema file ``schemas/{name}.schema.json`` as text.
+
+    Read as a plain file next to the package (setuptools installs package
+    data there): importlib.resources would add its own import to every run.
+    """
+    with open(os.path.join(_SCHEMAS, f"{name}.schema.json"), encoding="utf-8") as handle:
+        return handle.read()
 
 
 @lru_cache(maxsize=None)
@@ -132,7 +156,110 @@ def load_schema(name: str) -> dict:
 @lru_cache(maxsize=None)
 def validator_for(name: str) -> Any:
     """Return the (cached) strict validator of a shipped schema."""
-    return StrictValidator(load_schema(name), format_checker=_FORMATS)
+    return _strict_validator()(load_schema(name), format_checker=_format_checker())
+
+
+# Keywords that only annotate; ``certainly_valid`` ignores them, as validation does.
+_ANNOTATIONS = frozenset(("$schema", "$id", "$defs", "title", "description", "default", "examples", "$comment"))
+_TYPES = {
+    "object": lambda v: type(v) is dict,
+    "array": lambda v: type(v) is list,
+    "string": lambda v: type(v) is str,
+    "boolean": lambda v: type(v) is bool,
+    "null": lambda v: v is None,
+    "integer": lambda v: type(v) is int,
+    "number": lambda v: type(v) is int or (type(v) is float and math.isfinite(v)),
+}
+
+
+def certainly_valid(name: str, instance: Any) -> bool:
+    """True only when the shipped schema ``name`` accepts ``instance``; a fraction of jsonschema's cost.
+
+    An interpreter of the keywords our schemas use, each read at least as
+    strictly as the strict validator does (an integral float is not taken
+    for an integer, ``enum`` compares types too); any other keyword, or a
+    ``$ref`` outside the document, makes it answer False, and the caller
+    asks jsonschema, which also words every error.  The property tests
+    check that it never says True where jsonschema finds a problem.
+    """
+    schema = load_schema(name)
+    return _fits(schema, schema, instance)
+
+
+def _fits(root: dict, schema: Any, value: Any) -> bool:
+    if schema is True:
+        return True
+    if type(schema) is not dict:
+        return False
+    for keyword, rule in schema.items():
+        if keyword in _ANNOTATIONS:
+            continue
+        if keyword == "additionalProperties":
+            if not _fits_additional(root, schema, rule, value):
+                return False
+            continue
+        check = _KEYWORDS.get(keyword)
+        if check is None or not check(root, rule, value):
+            return False
+    return True
+
+
+def _fits_ref(root: dict, ref: Any, value: Any) -> bool:
+    if type(ref) is not str or not ref.startswith("#/$defs/"):
+        return False
+    target = root.get("$defs", {}).get(ref[len("#/$defs/"):])
+    return target is not None and _fits(root, target, value)
+
+
+def _fits_type(_root: dict, names: Any, value: Any) -> bool:
+    return any(_TYPES.get(name, lambda v: False)(value) for name in ([names] if type(names) is str else names))
+
+
+def _fits_properties(root: dict, rules: dict, value: Any) -> bool:
+    return type(value) is not dict or all(_fits(root, rules[key], item) for key, item in value.items()
+                                          if key in rules)
+
+
+def _fits_additional(root: dict, schema: dict, rule: Any, value: Any) -> bool:
+    """``additionalProperties`` reads its sibling ``properties`` (a ``patternProperties`` sibling is unknown here)."""
+    if type(value) is not dict:
+        return True
+    known = schema.get("properties", {})
+    return all(_fits(root, rule, item) for key, item in value.items() if key not in known)
+
+
+_ENUM_SCALARS = (str, int, float, bool, type(None))
+
+
+def _fits_enum(_root: dict, options: list, value: Any) -> bool:
+    # Same type as well as equal: jsonschema tells 1 from True and from 1.0; containers are left to it.
+    return type(value) in _ENUM_SCALARS and any(type(option) is type(value) and option == value
+                                                 for option in options)
+
+
+def _length(bound: Any, value: Any, longest: bool) -> bool:
+    if type(value) is not str:
+        return True
+    return len(value) <= bound if longest else len(value) >= bound
+
+
+_KEYWORDS = {
+    "type": _fits_type,
+    "$ref": _fits_ref,
+    "properties": _fits_properties,
+    "enum": _fits_enum,
+    "pattern": lambda _r, pattern, v: type(v) is not str or _anchored(pattern).search(v) is not None,
+    "minLength": lambda _r, bound, v: _length(bound, v, longest=False),
+    "maxLength": lambda _r, bound, v: _length(bound, v, longest=True),
+    "minimum": lambda _r, bound, v: type(v) not in (int, float) or v >= bound,
+    "maximum": lambda _r, bound, v: type(v) not in (int, float) or v <= bound,
+    "maxProperties": lambda _r, bound, v: type(v) is not dict or len(v) <= bound,
+    "required": lambda _r, keys, v: type(v) is not dict or all(key in v for key in keys),
+    "propertyNames": lambda r, rule, v: type(v) is not dict or all(_fits(r, rule, key) for key in v),
+    "items": lambda r, rule, v: type(v) is not list or all(_fits(r, rule, item) for item in v),
+    "exclusiveMinimum": lambda _r, bound, v: type(v) not in (int, float) or v > bound,
+    "format": lambda _r, name, v: name == "date-time" and (type(v) is not str or parse_rfc3339(v) is not None),
+}
 
 
 class Problem(NamedTuple):
@@ -150,7 +277,7 @@ def json_path(parts: Any) -> str:
     return out
 
 
-def _problems(error: jsonschema.ValidationError) -> List[Problem]:
+def _problems(error: "jsonschema.ValidationError") -> List[Problem]:
     where = json_path(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = list(error.schema.get("properties", {}))
@@ -162,12 +289,14 @@ def _problems(error: jsonschema.ValidationError) -> List[Problem]:
 
 
 def _unknown_key_message(key: str, allowed: list) -> str:
+    import difflib  # error paths only
+
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown key {key!r}{hint}"
 
 
-def _explained_by_a_typo(error: jsonschema.ValidationError, typos: set) -> bool:
+def _explained_by_a_typo(error: "jsonschema.ValidationError", typos: set) -> bool:
     """A missing required key that a misspelt key next to it stands for: one mistake, one message."""
     if error.validator != "required" or not isinstance(error.instance, dict):
         return False
@@ -175,7 +304,9 @@ def _explained_by_a_typo(error: jsonschema.ValidationError, typos: set) -> bool:
     return bool(missing) and missing <= typos
 
 
-def _typo_targets(errors: List[jsonschema.ValidationError]) -> set:
+def _typo_targets(errors: "List[jsonschema.ValidationError]") -> set:
+    import difflib  # error paths only
+
     targets = set()
     for error in errors:
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
@@ -187,7 +318,12 @@ def _typo_targets(errors: List[jsonschema.ValidationError]) -> set:
 
 
 def problems(name: str, instance: Any) -> list:
-    """Return every schema problem of ``instance``, most useful first (a typo explains a missing key)."""
+    """Return every schema problem of ``instance``, most useful first (a typo explains a missing key).
+
+    What ``certainly_valid`` accepts has none, and jsonschema is not asked.
+    """
+    if certainly_valid(name, instance):
+        return []
     errors = sorted(validator_for(name).iter_errors(instance),
                     key=lambda e: (e.validator != "additionalProperties", len(e.path), [str(p) for p in e.path]))
     typos = _typo_targets(errors)

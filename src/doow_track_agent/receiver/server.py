@@ -32,7 +32,7 @@ from doow_track_agent import __version__
 from doow_track_agent.receiver import page
 from doow_track_agent.log_throttle import Throttled
 from doow_track_agent.receiver.faults import RETRY_AFTER_STATUSES, Faults, FaultState
-from doow_track_agent.receiver.loopback import page_allowed
+from doow_track_agent.receiver.page_access import page_allowed
 from doow_track_agent.receiver.protocol import (
     ProtocolError,
     decode_body,

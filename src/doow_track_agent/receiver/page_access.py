@@ -1,4 +1,4 @@
-"""What the receiver counts as loopback: where it may listen, and who may see its page.
+"""Who may see the receiver's page: a loopback client that asked for a loopback host.
 
 The receiver accepts any ``dk_`` key and its page and ``/_receiver/*``
 endpoints need none, so it stays on loopback.  A loopback listener is not
@@ -9,18 +9,9 @@ name a loopback host.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Optional
 
-
-def is_loopback(host: str) -> bool:
-    """``localhost`` or a loopback IP literal (127.0.0.0/8, ::1); never a name that merely starts with 127."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from doow_track_agent.loopback import is_loopback
 
 
 def host_of(host_header: str) -> str:
