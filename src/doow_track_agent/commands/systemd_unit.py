@@ -13,7 +13,7 @@ from doow_track_agent.modes.agent import systemd
 
 EPILOG = """\
 examples:
-  doow-track systemd-unit --config /etc/doow-track/doow-track.json --user doow-track \\
+  doow-track systemd-unit --config /etc/doow-track/doow-track.json --user doow-track --group doow-track \\
     > /etc/systemd/system/doow-track.service
   systemctl daemon-reload && systemctl enable --now doow-track
   systemctl reload doow-track        # SIGHUP: re-read the config
@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--exec", metavar="PATH", dest="exec_path",
                         help="the doow-track executable (default: the one running now)")
     parser.add_argument("--user", metavar="U", help="run the agent as this user (default: root)")
+    parser.add_argument("--group", metavar="G",
+                        help="primary group of the agent (default: the user's); supplementary groups, "
+                             "such as socket.group, come from the group database")
     parser.set_defaults(func=run)
 
 
@@ -46,5 +49,6 @@ def _executable() -> str:
 def run(args: argparse.Namespace) -> int:
     settings = options.settings_for(args)
     config_path = os.path.abspath(options.config_path(args))
-    sys.stdout.write(systemd.unit(settings, os.path.abspath(args.exec_path or _executable()), config_path, args.user))
+    sys.stdout.write(systemd.unit(settings, os.path.abspath(args.exec_path or _executable()), config_path, args.user,
+                                  args.group))
     return EX_OK

@@ -77,8 +77,9 @@ def _under(paths: List[str], prefixes: tuple) -> bool:
     return any(path.startswith(prefixes) for path in paths)
 
 
-def unit(settings: Settings, exec_path: str, config_path: str, user: Optional[str] = None) -> str:
-    """The text of ``doow-track.service`` for this config.
+def unit(settings: Settings, exec_path: str, config_path: str, user: Optional[str] = None,
+         group: Optional[str] = None) -> str:
+    """The text of ``doow-track.service`` for this config, run as ``user``:``group`` when given.
 
     ``TimeoutStopSec`` exceeds ``shutdownTimeout`` so systemd never SIGKILLs a
     drain in progress; home and /tmp are hidden unless the config lives there.
@@ -96,6 +97,7 @@ def unit(settings: Settings, exec_path: str, config_path: str, user: Optional[st
         "Restart=on-failure",
         "RestartSec=2",
         *([f"User={user}"] if user else []),
+        *([f"Group={group}"] if group else []),
         "UMask=0027",
         # Room for producers.maxConnectionsPerSource from many users; the agent's limits stay below it.
         "LimitNOFILE=65536",
@@ -119,7 +121,7 @@ def unit(settings: Settings, exec_path: str, config_path: str, user: Optional[st
         "LockPersonality=yes",
         "SystemCallArchitectures=native",
         # root needs CAP_CHOWN only to hand the socket to socket.group; nothing else, ever.
-        f"CapabilityBoundingSet={'CAP_CHOWN' if settings.socket_group and not user else ''}",
+        f"CapabilityBoundingSet={'CAP_CHOWN' if settings.socket_group and not (user or group) else ''}",
     ]
     return "\n".join([
         "[Unit]",

@@ -211,11 +211,12 @@ class DoowCli(object):
         return None
 
     def run(self, args, data=None, json_output=True, ok_rcs=(EXIT_OK,), environ_update=None,
-            fail=True, what=None):
-        """Run ``doow-track ARGS [--json]``.  Returns a CliResult; with fail=True a
+            fail=True, what=None, run_as=()):
+        """Run ``doow-track ARGS [--json]``, behind the ``run_as`` command (a
+        privilege drop) when given.  Returns a CliResult; with fail=True a
         status outside ok_rcs ends the module with fail_json."""
         path = self.find(required=True)
-        cmd = [path] + list(args)
+        cmd = list(run_as) + [path] + list(args)
         if json_output and '--json' not in cmd:
             cmd.append('--json')
         env = dict(environ_update or {})
@@ -241,8 +242,9 @@ class DoowCli(object):
             for error in errors[:5]:
                 if isinstance(error, dict):
                     where = error.get('key') or error.get('path') or error.get('line')
-                    details.append('%s: %s' % (where, error.get('message')) if where is not None
-                                   else str(error.get('message')))
+                    # the CLI names the reason 'error' (send, check) or 'message'
+                    reason = error.get('error') or error.get('message') or error.get('reason')
+                    details.append('%s: %s' % (where, reason) if where is not None else str(reason))
                 else:
                     details.append(str(error))
         stderr = (result.stderr or '').strip()

@@ -133,7 +133,10 @@ attributes:
     support: full
   diff_mode:
     support: full
-    details: The diff shows the JSON document with the API key, the TCP token and the proxy password masked.
+    details:
+      - The diff shows the JSON document with the API key, the TCP token and the proxy password masked.
+      - A change of owner, group or mode alone reports C(changed) with a diff
+        of those attributes.
   platform:
     platforms: posix
 seealso:
@@ -307,6 +310,11 @@ def masked(cfg):
     return out
 
 
+def render_attributes(attrs):
+    """``{'mode': '0644', 'owner': 0}`` -> ``'mode: 0644\\nowner: 0\\n'`` (sorted)."""
+    return ''.join('%s: %s\n' % (key, attrs[key]) for key in sorted(attrs) if key != 'path')
+
+
 def read_current(path):
     try:
         with open(path, 'rb') as f:
@@ -429,8 +437,13 @@ def main():
     file_args = dict(path=path, mode=p['mode'], owner=p['owner'], group=p['group'],
                      secontext=[None, None, None], attributes=None)
     if os.path.exists(path):
-        diff = dict(before={}, after={})
-        result['changed'] = module.set_fs_attributes_if_different(file_args, result['changed'], diff=diff)
+        attrs = dict(before={}, after={})
+        result['changed'] = module.set_fs_attributes_if_different(file_args, result['changed'], diff=attrs)
+        if attrs['after']:
+            # An ownership or mode change is a change: show it like a file diff.
+            attr_diff = dict(before_header='%s (attributes)' % path, after_header='%s (attributes)' % path,
+                             before=render_attributes(attrs['before']), after=render_attributes(attrs['after']))
+            result['diff'] = [result['diff'], attr_diff] if 'diff' in result else attr_diff
     module.exit_json(**result)
 
 

@@ -157,6 +157,8 @@ result:
 import json
 import os
 import pwd
+import shutil
+import tempfile
 import uuid
 
 from ansible.module_utils.basic import AnsibleModule
@@ -214,10 +216,29 @@ def ledger_add(path, event_id):
         tmp = path + '.tmp'
         with open(tmp, 'w') as f:
             f.write('\n'.join(ids) + '\n')
+        # In the agent's spool directory the ledger belongs to the agent's
+        # user like everything else there, not to whoever ran the task.
+        owner = os.stat(parent)
+        if os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
+            os.chown(tmp, owner.st_uid, owner.st_gid)
         os.rename(tmp, path)
         return None
     except (IOError, OSError) as e:
         return to_native(e)
+
+
+def send_direct(cli, args, env):
+    """``doow-track send --direct`` with its outbox and rejects files in a
+    scratch directory removed afterwards: a failed event is reported by this
+    task (re-run it with the same event_id), never left as a file in the
+    remote user's home that nobody reads."""
+    scratch = tempfile.mkdtemp(prefix='doow-track-event-')
+    try:
+        args = args + ['--outbox', os.path.join(scratch, 'outbox.ndjson'),
+                       '--rejects', os.path.join(scratch, 'rejects.ndjson')]
+        return cli.run(args, environ_update=env, ok_rcs=(0,), what='doow-track send --direct')
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main():
@@ -293,8 +314,7 @@ def main():
                                  'or the apiKey of %s, or DOOW_TRACK_API_KEY' % p['config_file'], **result)
         if endpoint:
             env['DOOW_TRACK_ENDPOINT'] = endpoint
-        res = cli.run(base + ['--direct', line], environ_update=env, ok_rcs=(0,),
-                      what='doow-track send --direct')
+        res = send_direct(cli, base + ['--direct', line], env)
     result['result'] = res.data
     if res.data.get('invalid') or res.rc == EXIT_DATAERR:
         cli.fail(res, what='doow-track send (event rejected)')

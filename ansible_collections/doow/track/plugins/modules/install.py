@@ -22,6 +22,13 @@ description:
     or a different O(python)) or whose install is incomplete is rebuilt.
   - Needs the C(venv) module of the target's Python (C(python3-venv) on
     Debian/Ubuntu). The module itself uses the standard library only.
+  - A version is built in a temporary directory next to C(versions/VERSION)
+    and renamed into place once pip succeeded and the install answers with the
+    right version, so a failed or interrupted install leaves nothing
+    half-built.
+  - A O(wheelhouse) with one subdirectory per Python version
+    (C(py3.9), C(py3.12), ...; see the C(doow.track.wheelhouse) playbook)
+    installs from the subdirectory that matches the virtualenv's Python.
 author:
   - doow-track contributors (@doow)
 options:
@@ -71,23 +78,29 @@ options:
     type: path
   index_url:
     description:
-      - Base URL of the Python package index (C(pip --index-url)).
+      - Base URL of the Python package index (E(PIP_INDEX_URL)).
+      - May carry credentials (C(https://user:token@host/simple)); given to pip
+        in its environment, never logged or returned.
     type: str
   extra_index_urls:
     description:
-      - Extra package indexes (C(pip --extra-index-url)).
+      - Extra package indexes (E(PIP_EXTRA_INDEX_URL)); never logged or returned.
     type: list
     elements: str
     default: []
   proxy:
     description:
-      - Proxy for pip, in the form C([user:passwd@]proxy.server:port).
+      - Proxy for pip, in the form C([scheme://][user:passwd@]proxy.server:port);
+        without a scheme, C(http://) is assumed (pip itself refuses a proxy
+        without one).
       - Given to pip in its environment (E(PIP_PROXY)), not on its command
         line; the password is never returned or logged.
     type: str
   pip_extra_args:
     description:
       - Further arguments for C(pip install), for example C(--trusted-host).
+      - Passwords of URLs in them (C(scheme://user:passwd@host)) are masked in
+        the output.
     type: list
     elements: str
     default: []
@@ -187,9 +200,11 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.common.text.converters import to_bytes
 from ansible_collections.doow.track.plugins.module_utils.doow_cli import url_secrets
 
 MARKER = '.doow-track-install.json'
+BUILD_PREFIX = '.build-'
 WHEEL_RE = re.compile(r'^(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$')
 
 PROBE = (
@@ -214,6 +229,24 @@ def wheel_version(path):
     return m.group('version')
 
 
+def proxy_url(proxy):
+    """pip wants a scheme: ``user:pw@proxy:3128`` -> ``http://user:pw@proxy:3128``."""
+    return proxy if '://' in proxy else 'http://' + proxy
+
+
+def wheelhouse_for(wheelhouse, python_version):
+    """WHEELHOUSE/py3.X when the wheelhouse is split per Python version, else WHEELHOUSE."""
+    sub = os.path.join(wheelhouse, 'py%s.%s' % tuple(python_version))
+    return sub if os.path.isdir(sub) else wheelhouse
+
+
+def split_per_python(wheelhouse):
+    try:
+        return [n for n in os.listdir(wheelhouse) if re.match(r'^py\d+\.\d+', n)]
+    except OSError:
+        return []
+
+
 def python_identity(module, python):
     """(realpath, [major, minor]) of the interpreter that will create venvs."""
     real = os.path.realpath(python)
@@ -227,6 +260,24 @@ def python_identity(module, python):
     if tuple(ver) < (3, 9):
         module.fail_json(msg='python=%s is Python %s; doow-track needs 3.9 or newer' % (python, '.'.join(map(str, ver))))
     return real, ver
+
+
+def relocate(built, final):
+    """A virtualenv names its own path in its scripts' shebangs, its activate
+    scripts and pyvenv.cfg: point them at where it is renamed to."""
+    old, new = to_bytes(built), to_bytes(final)
+    bindir = os.path.join(built, 'bin')
+    paths = [os.path.join(bindir, n) for n in os.listdir(bindir)] + [os.path.join(built, 'pyvenv.cfg')]
+    for path in paths:
+        if os.path.islink(path) or not os.path.isfile(path):
+            continue
+        with open(path, 'rb') as f:
+            data = f.read()
+        if old in data:
+            mode = os.stat(path).st_mode
+            with open(path, 'wb') as f:
+                f.write(data.replace(old, new))
+            os.chmod(path, mode)
 
 
 class Installer(object):
@@ -290,16 +341,12 @@ class Installer(object):
         return probe.get('version') == version and list(probe.get('python')) == list(identity[1])
 
     # -- pip ----------------------------------------------------------------
-    def pip_source_args(self):
+    def pip_source_args(self, python_version=None):
         p = self.module.params
         args = []
         if p['wheelhouse']:
-            args += ['--no-index', '--find-links', p['wheelhouse']]
-        else:
-            if p['index_url']:
-                args += ['--index-url', p['index_url']]
-            for url in p['extra_index_urls']:
-                args += ['--extra-index-url', url]
+            wheelhouse = wheelhouse_for(p['wheelhouse'], python_version) if python_version else p['wheelhouse']
+            args += ['--no-index', '--find-links', wheelhouse]
         args += p['pip_extra_args']
         return args
 
@@ -307,8 +354,14 @@ class Installer(object):
         # The proxy in the environment: a command line is visible to every local user in ps.
         env = {'PIP_DISABLE_PIP_VERSION_CHECK': '1', 'PIP_NO_INPUT': '1',
                'PIP_NO_WARN_SCRIPT_LOCATION': '1'}
-        if self.module.params['proxy']:
-            env['PIP_PROXY'] = self.module.params['proxy']
+        p = self.module.params
+        if p['proxy']:
+            env['PIP_PROXY'] = proxy_url(p['proxy'])
+        # Index URLs may carry credentials too: environment, not argv.
+        if p['index_url'] and not p['wheelhouse']:
+            env['PIP_INDEX_URL'] = p['index_url']
+        if p['extra_index_urls'] and not p['wheelhouse']:
+            env['PIP_EXTRA_INDEX_URL'] = ' '.join(p['extra_index_urls'])
         return env
 
     def spec(self, version):
@@ -330,7 +383,7 @@ class Installer(object):
                 py = os.path.join(scratch, 'venv', 'bin', 'python')
             report = os.path.join(scratch, 'report.json')
             cmd = [py, '-m', 'pip', 'install', '--dry-run', '--ignore-installed', '--no-deps',
-                   '--quiet', '--report', report] + self.pip_source_args() + [self.spec(None)]
+                   '--quiet', '--report', report] + self.pip_source_args(identity[1]) + [self.spec(None)]
             self.run(cmd, 'resolve the newest version of %s' % self.name, environ_update=self.pip_env())
             with open(report) as f:
                 data = json.load(f)
@@ -354,32 +407,49 @@ class Installer(object):
 
     # -- actions ------------------------------------------------------------
     def build(self, version, identity):
+        """Build versions/VERSION in a temporary directory beside it and rename
+        it into place only when complete: a failure leaves nothing behind."""
         vdir = self.venv_dir(version)
-        if os.path.lexists(vdir):
-            self.rebuilt = True
-            shutil.rmtree(vdir)
         if not os.path.isdir(self.versions_dir):
             os.makedirs(self.versions_dir, 0o755)
-        self.run([self.python, '-m', 'venv', vdir], 'create the virtualenv %s' % vdir)
-        py = os.path.join(vdir, 'bin', 'python')
-        cmd = [py, '-m', 'pip', 'install', '--quiet'] + self.pip_source_args() + [self.spec(version)]
-        self.run(cmd, 'install %s' % self.spec(version), environ_update=self.pip_env())
-        rc, out, err = self.module.run_command([py, '-c', PROBE, self.name])
+        self.remove_stale_builds(version)
+        tmp = os.path.join(self.versions_dir, '%s%s-%d' % (BUILD_PREFIX, version, os.getpid()))
         try:
-            got = json.loads(out.strip()).get('version')
-        except ValueError:
-            got = None
-        if got != version:
-            shutil.rmtree(vdir, ignore_errors=True)
-            self.module.fail_json(msg='installed %s but it reports version %s, expected %s'
-                                      % (self.spec(version), got, version))
-        info = {'name': self.name, 'version': version, 'python': identity[0],
-                'python_version': list(identity[1]), 'installed_at': time.time(),
-                'source': self.spec(version)}
-        tmp = os.path.join(vdir, MARKER + '.tmp')
-        with open(tmp, 'w') as f:
-            json.dump(info, f)
-        os.rename(tmp, os.path.join(vdir, MARKER))
+            self.run([self.python, '-m', 'venv', tmp], 'create the virtualenv %s' % vdir)
+            py = os.path.join(tmp, 'bin', 'python')
+            cmd = [py, '-m', 'pip', 'install', '--quiet'] + self.pip_source_args(identity[1]) + [self.spec(version)]
+            self.run(cmd, 'install %s' % self.spec(version), environ_update=self.pip_env())
+            rc, out, err = self.module.run_command([py, '-c', PROBE, self.name])
+            try:
+                got = json.loads(out.strip()).get('version')
+            except ValueError:
+                got = None
+            if got != version:
+                self.module.fail_json(msg='installed %s but it reports version %s, expected %s'
+                                          % (self.spec(version), got, version))
+            info = {'name': self.name, 'version': version, 'python': identity[0],
+                    'python_version': list(identity[1]), 'installed_at': time.time(),
+                    'source': self.spec(version)}
+            with open(os.path.join(tmp, MARKER), 'w') as f:
+                json.dump(info, f)
+            relocate(tmp, vdir)
+            if os.path.lexists(vdir):
+                self.rebuilt = True
+                old = '%s.old-%d' % (tmp, os.getpid())
+                os.rename(vdir, old)
+                os.rename(tmp, vdir)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, vdir)
+        finally:
+            if os.path.lexists(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def remove_stale_builds(self, version):
+        """Temporary build directories of this version left by an interrupted run."""
+        for name in os.listdir(self.versions_dir):
+            if name.startswith('%s%s-' % (BUILD_PREFIX, version)):
+                shutil.rmtree(os.path.join(self.versions_dir, name), ignore_errors=True)
 
     def switch(self, version):
         """Atomically point current at versions/VERSION (relative link)."""
@@ -430,8 +500,8 @@ def main():
             python=dict(type='path'),
             wheel=dict(type='path'),
             wheelhouse=dict(type='path'),
-            index_url=dict(type='str'),
-            extra_index_urls=dict(type='list', elements='str', default=[]),
+            index_url=dict(type='str', no_log=True),
+            extra_index_urls=dict(type='list', elements='str', default=[], no_log=True),
             proxy=dict(type='str', no_log=True),
             pip_extra_args=dict(type='list', elements='str', default=[]),
             keep_versions=dict(type='int', default=2),
@@ -440,8 +510,10 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    if p['proxy']:
-        module.no_log_values.update(url_secrets(p['proxy']))
+    # pip may repeat a URL decoded or reformatted: hide each password itself too.
+    for url in [p['proxy'], p['index_url']] + p['extra_index_urls'] + p['pip_extra_args']:
+        if url:
+            module.no_log_values.update(url_secrets(url))
     inst = Installer(module)
     previous = inst.current_version()
     result = dict(changed=False, previous_version=previous, version=previous, rebuilt=False)
@@ -489,6 +561,11 @@ def main():
 
     identity = python_identity(module, inst.python)
     result['python'] = identity[0]
+    if p['wheelhouse'] and os.path.isdir(p['wheelhouse']) and split_per_python(p['wheelhouse']) \
+            and wheelhouse_for(p['wheelhouse'], identity[1]) == p['wheelhouse']:
+        module.fail_json(msg='wheelhouse=%s has no py%s.%s directory for the Python of this host (it has %s)'
+                         % (p['wheelhouse'], identity[1][0], identity[1][1],
+                            ', '.join(sorted(split_per_python(p['wheelhouse'])))))
 
     target = p['version'] or wv
     if not target and p['state'] == 'present' and previous and inst.venv_healthy(previous, identity):

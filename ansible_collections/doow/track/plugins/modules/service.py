@@ -32,14 +32,18 @@ options:
     default: started
   enabled:
     description:
-      - Start the agent at boot. Only for the systemd manager; the direct
-        manager has no boot integration and ignores it.
+      - Start the agent at boot (C(systemctl enable)).
+      - The direct manager has no boot integration, so V(true) fails with it
+        before anything changes; on hosts without systemd set V(false) (or
+        leave it unset) and start the agent at boot by your own means.
     type: bool
   manager:
     description:
       - V(systemd) when systemd is PID 1 (installs the unit, uses systemctl);
         V(direct) runs the agent as a python-daemon process with a pidfile.
       - V(auto) picks V(systemd) when the host booted with systemd, else V(direct).
+      - V(systemd) on a host that did not boot with systemd fails before
+        writing anything.
     type: str
     choices: [auto, systemd, direct]
     default: auto
@@ -57,7 +61,17 @@ options:
     type: path
     default: /etc/systemd/system
   user:
-    description: User the systemd unit runs the agent as (C(doow-track systemd-unit --user)).
+    description:
+      - User the agent runs as, under every manager. The systemd unit gets
+        C(User=) (C(doow-track systemd-unit --user)); the direct manager starts
+        the agent as this user (the module must run as root for that).
+      - Default the user running the module.
+    type: str
+  group:
+    description:
+      - Primary group of the agent (systemd C(Group=)); default the primary
+        group of O(user). Supplementary groups (the socket's group) come from
+        the group database.
     type: str
   timeout:
     description: Seconds to wait for the agent to stop or to confirm a reload.
@@ -143,8 +157,11 @@ unit_path:
 '''
 
 import errno
+import grp
 import os
+import pwd
 import signal
+import sys
 import tempfile
 import time
 
@@ -153,6 +170,20 @@ from ansible.module_utils.common.text.converters import to_bytes
 from ansible_collections.doow.track.plugins.module_utils.doow_cli import (
     DEFAULT_PIDFILE, EXIT_CONFIG, EXIT_NOT_RUNNING, DoowCli, agent_settings,
     cli_argument_spec, config_file_argument_spec,
+)
+
+
+# Runs as root in front of the CLI: become the agent's user (with its
+# supplementary groups, for the socket group), then exec the CLI.
+DROP_PRIVILEGES = (
+    "import grp, os, pwd, sys\n"
+    "user = pwd.getpwnam(sys.argv[1])\n"
+    "gid = grp.getgrnam(sys.argv[2]).gr_gid if sys.argv[2] else user.pw_gid\n"
+    "os.initgroups(user.pw_name, gid)\n"
+    "os.setgid(gid)\n"
+    "os.setuid(user.pw_uid)\n"
+    "os.environ.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name)\n"
+    "os.execv(sys.argv[3], sys.argv[3:])\n"
 )
 
 
@@ -224,11 +255,30 @@ class Agent(object):
         return status
 
     # direct manager -------------------------------------------------------
+    def run_as(self):
+        """The command that puts the CLI in the agent user's shoes ([] when
+        the module already runs as that user)."""
+        user, group = self.module.params['user'], self.module.params['group']
+        if not user and not group:
+            return []
+        try:
+            entry = pwd.getpwnam(user) if user else pwd.getpwuid(os.getuid())
+            gid = grp.getgrnam(group).gr_gid if group else entry.pw_gid
+        except KeyError as e:
+            self.module.fail_json(msg='cannot run the agent as user=%s group=%s: %s' % (user, group, e))
+        if (entry.pw_uid, gid) == (os.getuid(), os.getgid()):
+            return []
+        if os.geteuid() != 0:
+            self.module.fail_json(msg='starting the agent as user=%s group=%s needs root (become: true)'
+                                  % (entry.pw_name, group or gid))
+        return [sys.executable, '-c', DROP_PRIVILEGES, entry.pw_name, group or '']
+
     def start(self):
         if not os.path.exists(self.config_file):
             self.module.fail_json(msg='cannot start the agent: its configuration %s does not exist '
                                       '(write it with doow.track.config)' % self.config_file)
         self.cli.run(['--config', self.config_file, '--pidfile', self.pidfile], json_output=False,
+                     run_as=self.run_as(),
                      what='starting the agent (doow-track --config %s --pidfile %s)' % (self.config_file, self.pidfile))
         return self.wait_status(lambda s: s.get('running'), self.timeout)
 
@@ -289,8 +339,9 @@ class Systemd(object):
             return True
         cli_path = self.agent.cli.find()
         args = ['systemd-unit', '--config', self.agent.config_file, '--exec', cli_path]
-        if self.module.params['user']:
-            args += ['--user', self.module.params['user']]
+        for option in ('user', 'group'):
+            if self.module.params[option]:
+                args += ['--' + option, self.module.params[option]]
         res = self.agent.cli.run(args, json_output=False, what='doow-track systemd-unit')
         wanted = res.stdout
         try:
@@ -331,6 +382,7 @@ def main():
         name=dict(type='str', default='doow-track'),
         unit_dir=dict(type='path', default='/etc/systemd/system'),
         user=dict(type='str'),
+        group=dict(type='str'),
         timeout=dict(type='int', default=30),
     )
     argument_spec.update(cli_argument_spec())
@@ -340,6 +392,14 @@ def main():
     manager = p['manager']
     if manager == 'auto':
         manager = 'systemd' if systemd_booted() else 'direct'
+    if manager == 'systemd' and p['state'] != 'stopped' and not systemd_booted():
+        module.fail_json(msg='manager=systemd but this host did not boot with systemd (no /run/systemd/system); '
+                             'nothing was written. Use manager=direct or auto.', manager=manager, changed=False)
+    if manager == 'direct' and p['enabled']:
+        module.fail_json(msg='enabled=true asks for a start at boot, which the direct manager cannot provide '
+                             '(no systemd on this host); nothing was changed. Set enabled=false and start the '
+                             'agent at boot by your own means, or run it under systemd.',
+                         manager=manager, changed=False)
 
     agent = Agent(module)
     before = agent.status()
