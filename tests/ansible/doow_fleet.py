@@ -6,6 +6,13 @@ config file, socket, pidfile, spool directory and health port under one
 temporary root, so several agents run side by side.  A local receiver
 (``doow-track receiver``) plays Doow.  Used by tests/ansible and by
 bench/rollout.py.
+
+The hosts run different Pythons (pyenv's 3.9, 3.11 and 3.12): each gets the
+offline wheelhouse of its version, built by the collection's wheelhouse
+playbook.  The agents run as a per-run system user the role creates, so the
+interpreters are hard-linked copies under the fleet's root that this user may
+execute (pyenv lives under /root; the copy's RUNPATH is made relative with
+patchelf).
 """
 
 from __future__ import annotations
@@ -35,7 +42,9 @@ VAULT_PASSWORD = "fleet-test-vault-password"
 LOCAL_HOSTS = ("local1", "local2", "local3")
 SSH_HOST = "ssh1"
 HOSTS = LOCAL_HOSTS + (SSH_HOST,)
-RUNTIME_DEPS = ("httpx", "jsonschema", "python-daemon")
+# The Python each host runs (and builds the agent's virtualenv with).
+HOST_PYTHONS = {"local1": "3.9", "local2": "3.11", "local3": "3.12", SSH_HOST: "3.12"}
+PYENV_VERSIONS = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
 RECAP_RE = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
@@ -133,9 +142,26 @@ class Dist:
             path.write_text(text.replace(f'"{self.version}"', f'"{self.next_version}"'))
         must(pip + ["wheel", "--no-deps", "-q", "-w", self.root / "v2", src])
         self.next_wheel = next((self.root / "v2").glob("doow_track_agent-*.whl"))
-        # Dependencies, for --no-index installs on the hosts.
-        must(pip + ["download", "-q", "-d", self.wheelhouse, *RUNTIME_DEPS])
+        # The dependencies' wheelhouse is built per Python by the fleet (wheelhouse playbook).
         return self
+
+
+def python_copy(root: Path, version: str) -> Path:
+    """An interpreter of pyenv's VERSION that any user may run: a hard-linked
+    copy of its tree under root, whose binary finds libpython relatively."""
+    found = sorted(PYENV_VERSIONS.glob(f"{version}.*"))
+    if not found:
+        raise RuntimeError(f"no pyenv Python {version} under {PYENV_VERSIONS} (`pyenv versions` lists them)")
+    patchelf = shutil.which("patchelf")
+    if not patchelf:
+        raise RuntimeError("patchelf is missing (scripts/test installs it with apt-get)")
+    copy = root / version
+    must(["cp", "-al", found[-1], copy])
+    binary = copy / "bin" / f"python{version}"
+    binary.unlink()
+    shutil.copy2(found[-1] / "bin" / f"python{version}", binary)
+    must([patchelf, "--set-rpath", "$ORIGIN/../lib", binary])
+    return binary
 
 
 class _Service:
@@ -290,8 +316,13 @@ class SSHD(_Service):
 class Fleet:
     """The inventory, the hosts' directories and helpers to run Ansible against them."""
 
-    def __init__(self, root: Path, dist: Dist, receiver: Receiver, sshd: SSHD):
+    def __init__(self, root: Path, dist: Dist, receiver: Receiver, sshd: SSHD, pythons: Dict[str, Path]):
         self.root = root
+        self.pythons = pythons
+        # Per run, so that test runs sharing the machine never share a user.
+        self.user = f"dtf{os.getpid()}"
+        self.socket_group = f"dtfs{os.getpid()}"
+        self.sender = f"dtfu{os.getpid()}"
         self.dist = dist
         self.receiver = receiver
         self.sshd = sshd
@@ -312,7 +343,7 @@ class Fleet:
         for name in HOSTS:
             h = self.host_root(name)
             hv = {
-                "ansible_python_interpreter": sys.executable,
+                "ansible_python_interpreter": str(self.pythons[HOST_PYTHONS[name]]),
                 "doow_track_prefix": str(h / "opt"),
                 "doow_track_config_file": str(h / "etc" / "doow-track.json"),
                 "doow_track_spool_dir": str(h / "spool"),
@@ -322,6 +353,10 @@ class Fleet:
                 "doow_track_health_listen": f"127.0.0.1:{free_port()}",
                 "doow_track_attribution": {"host": name},
             }
+            if name != HOSTS[0]:
+                # The hosts share this machine's /etc/passwd: the first one (the
+                # canary batch) creates the user and groups, the others use them.
+                hv["doow_track_manage_user"] = False
             if name == SSH_HOST:
                 hv.update(ansible_connection="ssh", ansible_host="127.0.0.1", ansible_port=self.sshd.port,
                           ansible_user=pwd.getpwuid(os.getuid()).pw_name,
@@ -341,10 +376,12 @@ class Fleet:
             "doow_track_version": self.dist.version,
             "doow_track_wheel": str(self.dist.wheel),
             "doow_track_wheelhouse": str(self.dist.wheelhouse),
-            "doow_track_manage_user": False,
-            "doow_track_user": "root",
-            "doow_track_group": "root",
+            "doow_track_user": self.user,
+            "doow_track_group": self.user,
+            "doow_track_socket_group": self.socket_group,
+            "doow_track_socket_users": [self.sender],
             "doow_track_service_manager": "direct",
+            "doow_track_service_enabled": False,
             "doow_track_flush_at": 1,
             "doow_track_flush_interval": 200,
             "doow_track_health_timeout": 30,
@@ -356,7 +393,7 @@ class Fleet:
                     "--name", "vault_doow_track_api_key", API_KEY])
         (gv / "vault.yml").write_text("---\n" + enc.stdout)
 
-    def env(self) -> dict:
+    def env(self, offline: bool = True) -> dict:
         env = dict(os.environ)
         env.update(
             ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
@@ -366,30 +403,39 @@ class Fleet:
             ANSIBLE_LOCAL_TEMP=str(self.root / "ansible-tmp" / "local"),
             ANSIBLE_REMOTE_TEMP=str(self.root / "ansible-tmp" / "remote"),
             ANSIBLE_SSH_CONTROL_PATH_DIR=str(self.root / "cp"),
-            # The hosts install from the wheelhouse only: no index, no pip config of this machine.
-            PIP_CONFIG_FILE="/dev/null",
-            PIP_INDEX_URL="http://127.0.0.1:9/simple",
             PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
         )
+        if offline:
+            # The hosts install from the wheelhouse only: no index, no pip config of this machine.
+            env.update(PIP_CONFIG_FILE="/dev/null", PIP_INDEX_URL="http://127.0.0.1:9/simple")
         for name in list(env):
             if name.startswith("DOOW_TRACK_"):
                 del env[name]
         return env
 
-    def _run(self, cmd: List, name: str) -> subprocess.CompletedProcess:
+    def _run(self, cmd: List, name: str, offline: bool = True) -> subprocess.CompletedProcess:
         self.runs += 1
-        res = run(cmd, cwd=REPO, env=self.env())
+        res = run(cmd, cwd=REPO, env=self.env(offline))
         (self.log_dir / f"{self.runs:02d}-{name}.log").write_text(
             " ".join(map(str, cmd)) + "\n\n" + res.stdout + "\n--- stderr ---\n" + res.stderr)
         return res
 
     def playbook(self, playbook: str, *args: str, extra: Optional[dict] = None,
-                 name: Optional[str] = None) -> subprocess.CompletedProcess:
+                 name: Optional[str] = None, offline: bool = True) -> subprocess.CompletedProcess:
+        """Run a playbook: a file name under the repository's playbooks/, or a
+        collection playbook by its name (doow.track.rollout)."""
+        path = playbook if playbook.startswith("doow.track.") else REPO / "playbooks" / playbook
         cmd = [VENV_BIN / "ansible-playbook", "-i", self.inventory, "--vault-password-file",
-               self.vault_password_file, REPO / "playbooks" / playbook, *args]
+               self.vault_password_file, path, *args]
         if extra:
             cmd += ["-e", json.dumps(extra)]
-        return self._run(cmd, name or Path(playbook).stem)
+        return self._run(cmd, name or Path(playbook).stem, offline)
+
+    def build_wheelhouse(self) -> None:
+        """One wheelhouse per Python of the fleet, the way a user builds it (online, on the controller)."""
+        res = self.playbook("doow.track.wheelhouse", name="wheelhouse", offline=False)
+        if res.returncode != 0:
+            raise RuntimeError(f"the wheelhouse playbook failed:\n{res.stdout[-6000:]}\n{res.stderr[-3000:]}")
 
     def adhoc(self, module: str, module_args: str, *args: str, pattern: str = "doow_track_agents",
               name: str = "adhoc") -> subprocess.CompletedProcess:
@@ -438,14 +484,28 @@ class Fleet:
 
 
 def make_root() -> Path:
-    # Short: Unix socket paths must stay under 108 bytes.
-    return Path(tempfile.mkdtemp(prefix="dtf-", dir="/tmp"))
+    # Short: Unix socket paths must stay under 108 bytes.  Traversable: the
+    # agents run as an unprivileged user under it.
+    root = Path(tempfile.mkdtemp(prefix="dtf-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    return root
+
+
+def remove_users(*names: str) -> None:
+    """Users and groups the fleet (or the role) created; gone already is fine."""
+    for name in names:
+        run(["userdel", name])
+        run(["groupdel", name])
 
 
 def setup(root: Optional[Path] = None, dist: Optional[Dist] = None):
     """Build everything and return (fleet, cleanup)."""
     root = root or make_root()
     dist = dist or Dist(root / "dist").build()
+    pythons_dir = root / "pythons"
+    pythons_dir.mkdir(mode=0o755)
+    pythons = {v: python_copy(pythons_dir, v) for v in sorted(set(HOST_PYTHONS.values()))}
+    (root / "hosts").mkdir(mode=0o755)
     receiver = Receiver(root / "receiver").start()
     # The SSH host finds its agent like a host set up with defaults would:
     # DOOW_TRACK_CONFIG / DOOW_TRACK_PREFIX in its login environment.
@@ -457,12 +517,20 @@ def setup(root: Optional[Path] = None, dist: Optional[Dist] = None):
     except Exception:
         receiver.stop()
         raise
-    fleet = Fleet(root, dist, receiver, sshd)
-    fleet.write_inventory()
+    fleet = Fleet(root, dist, receiver, sshd, pythons)
 
     def cleanup():
         fleet.kill_agents()
         sshd.stop()
         receiver.stop()
+        remove_users(fleet.sender, fleet.user, fleet.socket_group)
 
+    try:
+        # A local user the role lets send through the socket (doow_track_socket_users).
+        must(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", fleet.sender])
+        fleet.write_inventory()
+        fleet.build_wheelhouse()
+    except Exception:
+        cleanup()
+        raise
     return fleet, cleanup
