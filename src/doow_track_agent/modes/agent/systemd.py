@@ -120,6 +120,12 @@ def unit(settings: Settings, exec_path: str, config_path: str, user: Optional[st
         "RestrictSUIDSGID=yes",
         "LockPersonality=yes",
         "SystemCallArchitectures=native",
+        # @system-service keeps chown (socket.group) and setrlimit (no core dumps).
+        "SystemCallFilter=@system-service",
+        "SystemCallErrorNumber=EPERM",
+        "RemoveIPC=yes",
+        "PrivateMounts=yes",
+        "ProtectProc=invisible",
         # root needs CAP_CHOWN only to hand the socket to socket.group; nothing else, ever.
         f"CapabilityBoundingSet={'CAP_CHOWN' if settings.socket_group and not (user or group) else ''}",
     ]

@@ -227,7 +227,7 @@ def ledger_add(path, event_id):
         return to_native(e)
 
 
-def send_direct(cli, args, env):
+def send_direct(cli, args, line, env):
     """``doow-track send --direct`` with its outbox and rejects files in a
     scratch directory removed afterwards: a failed event is reported by this
     task (re-run it with the same event_id), never left as a file in the
@@ -235,7 +235,7 @@ def send_direct(cli, args, env):
     scratch = tempfile.mkdtemp(prefix='doow-track-event-')
     try:
         args = args + ['--outbox', os.path.join(scratch, 'outbox.ndjson'),
-                       '--rejects', os.path.join(scratch, 'rejects.ndjson')]
+                       '--rejects', os.path.join(scratch, 'rejects.ndjson'), line]
         return cli.run(args, environ_update=env, ok_rcs=(0,), what='doow-track send --direct')
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -314,7 +314,7 @@ def main():
                                  'or the apiKey of %s, or DOOW_TRACK_API_KEY' % p['config_file'], **result)
         if endpoint:
             env['DOOW_TRACK_ENDPOINT'] = endpoint
-        res = send_direct(cli, base + ['--direct', line], env)
+        res = send_direct(cli, base + ['--direct'], line, env)
     result['result'] = res.data
     if res.data.get('invalid') or res.rc == EXIT_DATAERR:
         cli.fail(res, what='doow-track send (event rejected)')

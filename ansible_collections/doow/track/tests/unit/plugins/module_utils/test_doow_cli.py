@@ -169,3 +169,11 @@ def test_env_fallbacks_match_the_cli():
     from ansible.module_utils.basic import env_fallback
     assert doow_cli.config_file_argument_spec()['config_file']['fallback'] == (env_fallback, ['DOOW_TRACK_CONFIG'])
     assert doow_cli.cli_argument_spec()['prefix']['fallback'] == (env_fallback, ['DOOW_TRACK_PREFIX'])
+
+
+def test_describe_failure_reads_the_error_of_each_line():
+    data = {'sent': 1, 'accepted': 0, 'invalid': 1, 'exit_code': 65,
+            'errors': [{'line': 1, 'error': 'metadata.note looks like an AWS access key id', 'kind': 'secret'}]}
+    result = doow_cli.CliResult(['doow-track', 'send'], 65, data, json.dumps(data), '')
+    msg = doow_cli.DoowCli(FakeModule()).describe_failure(result)
+    assert msg.endswith(': 1: metadata.note looks like an AWS access key id')

@@ -141,3 +141,13 @@ def test_tcp_token_masked(tmp_path, module_env, cli):
 def test_no_log_on_api_key():
     from ansible_collections.doow.track.plugins.module_utils.doow_cli import api_argument_spec
     assert api_argument_spec()['api_key']['no_log']
+
+
+def test_mode_only_change_is_a_change_with_a_diff(tmp_path, module_env, cli):
+    prefix, state = cli
+    run_module(config.main, args_for(tmp_path, prefix))
+    result, failed = run_module(config.main, args_for(tmp_path, prefix, mode='0640'), diff=True)
+    assert not failed and result['changed'] and not result['content_changed'] and not result['reload_needed']
+    assert result['diff']['before'] == 'mode: 0600\n' and result['diff']['after'] == 'mode: 0640\n'
+    result, failed = run_module(config.main, args_for(tmp_path, prefix, mode='0640'), diff=True)
+    assert not failed and not result['changed'] and 'diff' not in result

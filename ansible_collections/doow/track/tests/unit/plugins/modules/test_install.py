@@ -52,17 +52,73 @@ class FakeHost(object):
             if version not in self.available:
                 return 1, '', 'ERROR: No matching distribution found for %s' % spec
             cli = os.path.join(vdir, 'bin', 'doow-track')
+            # The version lives in the venv itself, so that it moves with it
+            # (the module builds in a temporary directory and renames it).
             with open(cli, 'w') as f:
-                f.write('#!/bin/sh\n')
+                f.write('#!%s/bin/python\n# %s\n' % (vdir, version))
             os.chmod(cli, 0o755)
             self.installed[vdir] = version
             return 0, '', ''
         if len(args) > 2 and args[1] == '-c' and args[2] == install.PROBE:
-            vdir = os.path.dirname(os.path.dirname(args[0]))
-            if vdir not in self.installed:
+            cli = os.path.join(os.path.dirname(args[0]), 'doow-track')
+            try:
+                with open(cli) as f:
+                    version = f.read().splitlines()[1][2:]
+            except (IOError, OSError, IndexError):
                 return 1, '', 'no such venv'
-            return 0, json.dumps({'python': self.python_version, 'version': self.installed[vdir]}), ''
+            return 0, json.dumps({'python': self.python_version, 'version': version}), ''
         return None
+
+
+def test_failed_install_leaves_nothing_half_built(tmp_path, module_env, host):
+    wheel, wh = _wheel(tmp_path, '0.3.0')   # not available: pip fails
+    prefix = str(tmp_path / 'opt')
+    result, failed = run_module(install.main, dict(wheel=wheel, wheelhouse=wh, prefix=prefix))
+    assert failed and 'No matching distribution' in result['msg']
+    assert os.listdir(os.path.join(prefix, 'versions')) == []
+    assert not os.path.lexists(os.path.join(prefix, 'current'))
+
+
+def test_built_venv_names_its_final_path(tmp_path, module_env, host):
+    wheel, wh = _wheel(tmp_path)
+    prefix = str(tmp_path / 'opt')
+    result, failed = run_module(install.main, dict(wheel=wheel, wheelhouse=wh, prefix=prefix))
+    assert not failed, result
+    vdir = os.path.join(prefix, 'versions', '0.1.0')
+    with open(os.path.join(vdir, 'bin', 'doow-track')) as f:
+        assert f.readline() == '#!%s/bin/python\n' % vdir
+    assert sorted(os.listdir(os.path.join(prefix, 'versions'))) == ['0.1.0']
+
+
+def test_wheelhouse_per_python_version(tmp_path, module_env, host):
+    wheel, wh = _wheel(tmp_path)
+    os.makedirs(os.path.join(wh, 'py3.11'))
+    os.makedirs(os.path.join(wh, 'py3.9'))
+    result, failed = run_module(install.main, dict(wheel=wheel, wheelhouse=wh, prefix=str(tmp_path / 'opt')))
+    assert not failed, result
+    pip = host.pip_calls[-1]
+    assert pip[pip.index('--find-links') + 1] == os.path.join(wh, 'py3.11')
+
+
+def test_wheelhouse_without_this_python_names_it(tmp_path, module_env, host):
+    wheel, wh = _wheel(tmp_path)
+    os.makedirs(os.path.join(wh, 'py3.9'))
+    result, failed = run_module(install.main, dict(wheel=wheel, wheelhouse=wh, prefix=str(tmp_path / 'opt')))
+    assert failed and 'no py3.11 directory' in result['msg'] and 'py3.9' in result['msg']
+
+
+def test_proxy_without_scheme_and_credentials_masked(tmp_path, module_env, host):
+    prefix = str(tmp_path / 'opt')
+    params = dict(version='0.3.0', prefix=prefix, proxy='puser:proxy-s3cret@proxy.example:3128',
+                  index_url='https://iuser:index-s3cret@pypi.example/simple',
+                  pip_extra_args=['--extra-index-url=https://x:extra-s3cret@other.example/simple'])
+    result, failed = run_module(install.main, params)
+    assert failed
+    pip = host.pip_calls[-1]
+    assert pip[pip.index('--proxy') + 1] == 'http://puser:proxy-s3cret@proxy.example:3128'
+    text = json.dumps(result)
+    for secret in ('proxy-s3cret', 'index-s3cret', 'extra-s3cret'):
+        assert secret not in text
 
 
 @pytest.fixture

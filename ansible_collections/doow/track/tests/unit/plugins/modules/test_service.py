@@ -270,3 +270,37 @@ def test_start_without_config_fails(tmp_path, module_env, agent):
     os.unlink(str(tmp_path / 'c.json'))
     result, failed = run_module(service.main, args(agent, tmp_path))
     assert failed and 'does not exist' in result['msg']
+
+
+def test_systemd_without_systemd_fails_before_writing(tmp_path, module_env, agent, monkeypatch, runner):
+    monkeypatch.setattr(service, 'systemd_booted', lambda: False)
+    (tmp_path / 'units').mkdir()
+    a = args(agent, tmp_path, manager='systemd', unit_dir=str(tmp_path / 'units'))
+    result, failed = run_module(service.main, a)
+    assert failed and 'did not boot with systemd' in result['msg'] and not result['changed']
+    assert os.listdir(str(tmp_path / 'units')) == []
+    assert not [c for c in runner.commands() if 'systemd-unit' in c]
+
+
+def test_direct_manager_refuses_enabled(tmp_path, module_env, agent):
+    result, failed = run_module(service.main, args(agent, tmp_path, enabled=True))
+    assert failed and 'direct manager cannot provide' in result['msg'] and not result['changed']
+    assert agent.pid is None
+
+
+def test_direct_manager_starts_agent_as_user(tmp_path, module_env, agent, runner, monkeypatch):
+    import pwd
+    nobody = pwd.getpwnam('nobody')
+    monkeypatch.setattr(service.os, 'geteuid', lambda: 0)
+    dropped = []
+
+    def behind_drop(cmd, kwargs):
+        if cmd[1:3] != ['-c', service.DROP_PRIVILEGES]:
+            return None
+        dropped.append(cmd)
+        return agent.handle(cmd[5:], kwargs)
+    runner.on(behind_drop)
+    result, failed = run_module(service.main, args(agent, tmp_path, user='nobody'))
+    assert not failed, result
+    assert len(dropped) == 1 and dropped[0][3:5] == [nobody.pw_name, ''] and dropped[0][5] == agent.cli
+    assert '--pidfile' in dropped[0]

@@ -11,6 +11,7 @@ import json
 import pytest
 
 from ansible.module_utils import basic
+from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.common.text.converters import to_bytes
 
 try:
@@ -33,14 +34,15 @@ class AnsibleFailJson(Exception):
     pass
 
 
+# Like the real exit_json/fail_json, mask every no_log value in the result.
 def exit_json(self, **kwargs):
     kwargs.setdefault('changed', False)
-    raise AnsibleExitJson(kwargs)
+    raise AnsibleExitJson(remove_values(kwargs, self.no_log_values))
 
 
 def fail_json(self, **kwargs):
     kwargs['failed'] = True
-    raise AnsibleFailJson(kwargs)
+    raise AnsibleFailJson(remove_values(kwargs, self.no_log_values))
 
 
 @pytest.fixture
