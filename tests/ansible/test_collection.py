@@ -17,6 +17,7 @@ import pytest
 from doow_fleet import COLLECTION, REPO, VENV_BIN
 
 MODULES = ("install", "config", "service", "health", "event")
+PLAYBOOKS = ("rollout", "health", "send_event", "uninstall", "wheelhouse")
 PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
@@ -76,9 +77,17 @@ def test_units(pip_bootstrap):
     assert re.search(r"\d+ passed", res.stdout), explain(res)
 
 
-def test_ansible_lint_production():
-    res = run([VENV_BIN / "ansible-lint", "--profile", "production", "--nocolor", "playbooks",
-               "ansible_collections/doow/track/roles"])
+@pytest.mark.parametrize("where", ["repository", "collection"])
+def test_ansible_lint_production(where):
+    """From the repository root (its ansible.cfg finds the collection) and from
+    the collection root, where Galaxy's rules (changelog, meta) apply."""
+    if where == "repository":
+        res = run([VENV_BIN / "ansible-lint", "--profile", "production", "--nocolor"])
+    else:
+        env = dict(ansible_env(), ANSIBLE_COLLECTIONS_PATH=str(REPO))
+        env.pop("ANSIBLE_CONFIG")
+        res = subprocess.run([str(VENV_BIN / "ansible-lint"), "--profile", "production", "--nocolor", "."],
+                             cwd=COLLECTION, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, explain(res)
     assert "Profile 'production' was required, and it passed" in res.stdout + res.stderr
 
@@ -109,21 +118,106 @@ def test_runtime_metadata_action_groups():
     assert set(runtime["action_groups"]["api"]) == {"config", "event"}
 
 
-def test_galaxy_build_is_clean(tmp_path):
-    res = run([VENV_BIN / "ansible-galaxy", "collection", "build", "--output-path", tmp_path, COLLECTION])
+@pytest.fixture(scope="module")
+def tarball(tmp_path_factory):
+    out = tmp_path_factory.mktemp("galaxy")
+    res = run([VENV_BIN / "ansible-galaxy", "collection", "build", "--output-path", out, COLLECTION])
     assert res.returncode == 0, explain(res)
-    tarball = next(tmp_path.glob("doow-track-*.tar.gz"))
+    return next(out.glob("doow-track-*.tar.gz"))
+
+
+def test_galaxy_build_is_clean(tarball):
     with tarfile.open(tarball) as tar:
         names = tar.getnames()
     assert "galaxy.yml" not in names and "MANIFEST.json" in names
-    assert not [n for n in names if "tests/output" in n or "__pycache__" in n or n.endswith(".pyc")]
+    assert not [n for n in names if "tests/output" in n or "__pycache__" in n or n.endswith(".pyc")
+                or n.endswith(".plugin-cache.yaml")]
     for name in MODULES:
         assert f"plugins/modules/{name}.py" in names
-    assert "roles/agent/meta/argument_specs.yml" in names
+    for name in ("LICENSE", "CHANGELOG.rst", "changelogs/changelog.yaml", "roles/agent/README.md",
+                 "roles/agent/meta/argument_specs.yml"):
+        assert name in names, name
+    for playbook in PLAYBOOKS:
+        assert f"playbooks/{playbook}.yml" in names
+
+
+def test_galaxy_importer_accepts_the_tarball(tarball, tmp_path):
+    """What Galaxy runs on upload (with ansible-lint); errors fail the import."""
+    config = tmp_path / "galaxy-importer.cfg"
+    config.write_text("[galaxy-importer]\nrun_ansible_lint = True\nrun_ansible_test = False\n")
+    env = dict(ansible_env(), GALAXY_IMPORTER_CONFIG=str(config))
+    res = subprocess.run([sys.executable, "-m", "galaxy_importer.main", str(tarball)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, explain(res)
+    assert "Importer processing completed successfully" in out, explain(res)
+    assert not re.search(r"^(ERROR|CRITICAL)", out, re.M), explain(res)
+    # Only the declared sanity ignores (Apache-2.0 modules) may warn.
+    warnings = [line for line in out.splitlines() if line.startswith("WARNING")]
+    assert all("Ignore files skip ansible-test sanity tests" in w for w in warnings), warnings
+
+
+def test_installed_tarball_runs_its_playbooks(tarball, tmp_path):
+    """`ansible-playbook doow.track.rollout` from an installed collection, far
+    from this repository (no ansible.cfg, no playbooks/)."""
+    collections = tmp_path / "collections"
+    env = dict(ansible_env(), ANSIBLE_COLLECTIONS_PATH=str(collections))
+    env.pop("ANSIBLE_CONFIG")
+    res = subprocess.run([str(VENV_BIN / "ansible-galaxy"), "collection", "install", "-p", str(collections),
+                          str(tarball)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, explain(res)
+    assert (collections / "ansible_collections" / "doow" / "track" / "playbooks" / "rollout.yml").is_file()
+    for playbook in PLAYBOOKS:
+        res = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "--list-tasks",
+                              f"doow.track.{playbook}"], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert res.returncode == 0, explain(res)
+    assert "doow.track.agent : Health gate" in res.stdout or playbook != "rollout"
+
+
+def test_changelog_is_managed_by_fragments():
+    res = run([VENV_BIN / "antsibull-changelog", "lint"], cwd=COLLECTION)
+    assert res.returncode == 0, explain(res)
+    assert (COLLECTION / "changelogs" / "fragments").is_dir()
+    assert "v0.1.0" in (COLLECTION / "CHANGELOG.rst").read_text()
+
+
+def test_sanity_ignore_file_for_every_admitted_ansible_core():
+    import yaml
+    from packaging.specifiers import SpecifierSet
+    spec = SpecifierSet(yaml.safe_load((COLLECTION / "meta" / "runtime.yml").read_text())["requires_ansible"])
+    admitted = [f"2.{minor}" for minor in range(10, 40) if f"2.{minor}.0" in spec]
+    assert admitted and f"2.{minor_of_installed()}" in admitted
+    assert "2.40.0" not in spec, "an open-ended requires_ansible admits versions without an ignore file"
+    for version in admitted:
+        assert (COLLECTION / "tests" / "sanity" / f"ignore-{version}.txt").is_file(), version
+
+
+def minor_of_installed() -> int:
+    from ansible.release import __version__
+    return int(__version__.split(".")[1])
+
+
+def test_role_tags_select_the_role_parts():
+    expected = {
+        "doow_track_health": {"Send the health probe event through the agent", "Health gate",
+                              "Keep this configuration as the last one that passed the health gate"},
+        "doow_track_config": {"Write the agent configuration", "Reload the agent with the new configuration"},
+    }
+    for tag, tasks in expected.items():
+        res = run([VENV_BIN / "ansible-playbook", "-i", "playbooks/inventory/example/hosts.yml", "--list-tasks",
+                   "--tags", tag, "--vault-password-file", "playbooks/inventory/example/vault-pass.example",
+                   "playbooks/rollout.yml"])
+        assert res.returncode == 0, explain(res)
+        # The argument spec check runs with every tag ("always").
+        listed = {t for t in re.findall(r"doow\.track\.agent : ([^\t]+?)\s+TAGS:", res.stdout)
+                  if not t.startswith("Validating arguments")}
+        assert listed == tasks, (tag, listed)
+    role = (COLLECTION / "roles" / "agent" / "tasks" / "main.yml").read_text()
+    assert "ansible.builtin.meta" not in role and not (COLLECTION / "roles" / "agent" / "handlers").exists()
 
 
 def test_playbooks_syntax():
-    for playbook in ("rollout.yml", "health.yml", "send_event.yml", "uninstall.yml"):
+    for playbook in [f"{name}.yml" for name in PLAYBOOKS]:
         res = run([VENV_BIN / "ansible-playbook", "--syntax-check", "-i", "playbooks/inventory/example/hosts.yml",
                    "--vault-password-file", "playbooks/inventory/example/vault-pass.example",
                    f"playbooks/{playbook}"])
