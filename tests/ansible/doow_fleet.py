@@ -1,6 +1,6 @@
-"""A 4-host fleet on this machine for real ansible-playbook runs.
+"""A 3-host fleet on this machine for real ansible-playbook runs.
 
-Three hosts use the local connection and one is reached over real SSH (an
+Two hosts use the local connection and one is reached over real SSH (an
 sshd on 127.0.0.1 with generated keys).  Every host has its own prefix,
 config file, socket, pidfile, spool directory and health port under one
 temporary root, so several agents run side by side.  A local receiver
@@ -39,11 +39,11 @@ VENV_BIN = Path(sys.executable).parent
 COLLECTION = REPO / "ansible_collections" / "doow" / "track"
 API_KEY = "dk_test_fleet_5ecret_a1b2c3d4e5f6"
 VAULT_PASSWORD = "fleet-test-vault-password"
-LOCAL_HOSTS = ("local1", "local2", "local3")
+LOCAL_HOSTS = ("local1", "local2")
 SSH_HOST = "ssh1"
 HOSTS = LOCAL_HOSTS + (SSH_HOST,)
 # The Python each host runs (and builds the agent's virtualenv with).
-HOST_PYTHONS = {"local1": "3.9", "local2": "3.11", "local3": "3.12", SSH_HOST: "3.12"}
+HOST_PYTHONS = {"local1": "3.9", "local2": "3.11", SSH_HOST: "3.12"}
 PYENV_VERSIONS = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
 RECAP_RE = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
@@ -413,9 +413,10 @@ class Fleet:
                 del env[name]
         return env
 
-    def _run(self, cmd: List, name: str, offline: bool = True) -> subprocess.CompletedProcess:
+    def _run(self, cmd: List, name: str, offline: bool = True,
+             env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
         self.runs += 1
-        res = run(cmd, cwd=REPO, env=self.env(offline))
+        res = run(cmd, cwd=REPO, env=dict(self.env(offline), **(env or {})))
         (self.log_dir / f"{self.runs:02d}-{name}.log").write_text(
             " ".join(map(str, cmd)) + "\n\n" + res.stdout + "\n--- stderr ---\n" + res.stderr)
         return res
@@ -424,7 +425,7 @@ class Fleet:
                  name: Optional[str] = None, offline: bool = True) -> subprocess.CompletedProcess:
         """Run a playbook: a file name under the repository's playbooks/, or a
         collection playbook by its name (doow.track.rollout)."""
-        path = playbook if playbook.startswith("doow.track.") else REPO / "playbooks" / playbook
+        path = playbook if playbook.startswith(("doow.track.", "/")) else REPO / "playbooks" / playbook
         cmd = [VENV_BIN / "ansible-playbook", "-i", self.inventory, "--vault-password-file",
                self.vault_password_file, path, *args]
         if extra:
@@ -438,10 +439,10 @@ class Fleet:
             raise RuntimeError(f"the wheelhouse playbook failed:\n{res.stdout[-6000:]}\n{res.stderr[-3000:]}")
 
     def adhoc(self, module: str, module_args: str, *args: str, pattern: str = "doow_track_agents",
-              name: str = "adhoc") -> subprocess.CompletedProcess:
+              name: str = "adhoc", env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
         cmd = [VENV_BIN / "ansible", pattern, "-i", self.inventory, "--vault-password-file",
                self.vault_password_file, "-m", module, "-a", module_args, *args]
-        return self._run(cmd, name)
+        return self._run(cmd, name, env=env)
 
     # -- looking at a host ---------------------------------------------------
     def cli(self, name: str) -> Path:
@@ -462,6 +463,11 @@ class Fleet:
         res = must([self.cli(name), "send", "--config", self.hosts[name]["doow_track_config_file"], "--json",
                     json.dumps(event)])
         return json.loads(res.stdout)
+
+    def send_as(self, user: str, name: str, **event) -> subprocess.CompletedProcess:
+        """``doow-track send`` through the host's socket as a local user (runuser)."""
+        return run(["runuser", "-u", user, "--", self.cli(name), "send", "--socket",
+                    self.hosts[name]["doow_track_socket_path"], "--json", json.dumps(event)])
 
     def health_port(self, name: str) -> int:
         return int(self.hosts[name]["doow_track_health_listen"].rsplit(":", 1)[1])
