@@ -397,11 +397,11 @@ def test_health_playbook_reports_fleet(fleet):
     res = fleet.playbook("health.yml", name="health")
     assert res.returncode == 0, explain(res)
     assert_recap(res, changed=0)
-    header = re.search(r"^\s*host\s+healthy\s+version\s+spool depth\s+oldest age\s+last success\s+last error", res.stdout,
+    header = re.search(r"^\W*host\s+healthy\s+version\s+spool depth\s+oldest age\s+last success\s+last error", res.stdout,
                        re.M)
     assert header, explain(res)
     for host in HOSTS:
-        assert re.search(rf"^\s*{host}\s+yes\s+{re.escape(fleet.dist.next_version)}\s+0\s", res.stdout, re.M), host
+        assert re.search(rf"^\W*{host}\s+yes\s+{re.escape(fleet.dist.next_version)}\s+0\s", res.stdout, re.M), host
     # one agent down: its row says so, and the run fails naming it
     down = "local2"
     stop = fleet.adhoc("doow.track.service", "state=stopped config_file={{ doow_track_config_file }} "
@@ -410,7 +410,7 @@ def test_health_playbook_reports_fleet(fleet):
     assert stop.returncode == 0, explain(stop)
     res = fleet.playbook("health.yml", name="health-unhealthy")
     assert res.returncode != 0, explain(res)
-    assert re.search(rf"^\s*{down}\s+NO\s.*the agent is down", res.stdout, re.M), explain(res)
+    assert re.search(rf"^\W*{down}\s+NO\s.*the agent is down", res.stdout, re.M), explain(res)
     assert f"unhealthy: {down}" in res.stdout and "unhealthy: local1" not in res.stdout
 
 
