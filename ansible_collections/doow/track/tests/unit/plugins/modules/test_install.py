@@ -23,6 +23,7 @@ class FakeHost(object):
         self.available = ['0.1.0', '0.2.0']
         self.installed = {}   # venv dir -> version
         self.pip_calls = []
+        self.pip_envs = []
         runner.on(self.handle)
 
     def handle(self, args, kwargs):
@@ -35,6 +36,7 @@ class FakeHost(object):
             return 0, '', ''
         if args[1:4] == ['-m', 'pip', 'install']:
             self.pip_calls.append(args)
+            self.pip_envs.append(kwargs.get('environ_update') or {})
             vdir = os.path.dirname(os.path.dirname(args[0]))
             spec = args[-1]
             if '--dry-run' in args:
@@ -114,8 +116,11 @@ def test_proxy_without_scheme_and_credentials_masked(tmp_path, module_env, host)
                   pip_extra_args=['--extra-index-url=https://x:extra-s3cret@other.example/simple'])
     result, failed = run_module(install.main, params)
     assert failed
-    pip = host.pip_calls[-1]
-    assert pip[pip.index('--proxy') + 1] == 'http://puser:proxy-s3cret@proxy.example:3128'
+    env = host.pip_envs[-1]
+    assert env['PIP_PROXY'] == 'http://puser:proxy-s3cret@proxy.example:3128'
+    assert env['PIP_INDEX_URL'] == 'https://iuser:index-s3cret@pypi.example/simple'
+    # credentials never on pip's command line, which every local user sees in ps
+    assert not [a for a in host.pip_calls[-1] if 'proxy-s3cret' in a or 'index-s3cret' in a]
     text = json.dumps(result)
     for secret in ('proxy-s3cret', 'index-s3cret', 'extra-s3cret'):
         assert secret not in text
@@ -227,7 +232,7 @@ def test_latest_upgrades(tmp_path, module_env, host):
     assert not failed and result['changed'] and result['version'] == '0.2.0'
     calls = host.pip_calls[before:]
     assert '--dry-run' in calls[0] and '--dry-run' not in calls[1]
-    assert all(c[c.index('--index-url') + 1] == 'https://pypi.example/simple' for c in calls)
+    assert all(env['PIP_INDEX_URL'] == 'https://pypi.example/simple' for env in host.pip_envs[before:])
     result, failed = run_module(install.main, dict(prefix=prefix, state='latest'))
     assert not failed and not result['changed']
 
