@@ -143,9 +143,14 @@ def _invocations(line: str) -> Iterator[List[str]]:
 
 
 def _playbook_variables(line: str) -> Iterator[Tuple[str, str]]:
-    """(playbook, variable) for each ``-e name=value`` of an ``ansible-playbook`` line."""
+    """(playbook, variable) for each ``-e name=value`` of an ``ansible-playbook`` line; a
+    collection playbook (``doow.track.rollout``) is read from the collection."""
     words = shlex.split(line)
-    playbook = next(word for word in words if word.startswith("playbooks/") and word.endswith(".yml"))
+    playbook = next(word for word in words if (word.startswith("playbooks/") and word.endswith(".yml"))
+                    or word.startswith("doow.track."))
+    if playbook.startswith("doow.track."):
+        playbook = os.path.join("ansible_collections", "doow", "track", "playbooks",
+                                playbook[len("doow.track."):] + ".yml")
     for flag, value in zip(words, words[1:]):
         if flag == "-e":
             yield playbook, value.split("=", 1)[0]
@@ -176,7 +181,8 @@ def test_shell_examples_use_real_commands_and_options():
 def _ansible_text(playbook: str) -> str:
     """The playbook and the role it may run: where a variable passed with -e must be used."""
     role = os.path.join(ROOT, "ansible_collections", "doow", "track", "roles", "agent")
-    paths = [os.path.join(ROOT, playbook)] + [os.path.join(role, sub, "main.yml") for sub in ("defaults", "tasks")]
+    paths = [os.path.join(ROOT, playbook)] + [os.path.join(role, sub, "main.yml")
+                                              for sub in ("defaults", "tasks", "vars")]
     text = ""
     for path in paths:
         with open(path, encoding="utf-8") as handle:
