@@ -449,6 +449,8 @@ class Fleet:
         return Path(self.hosts[name]["doow_track_prefix"]) / "current" / "bin" / "doow-track"
 
     def status(self, name: str) -> dict:
+        if not self.cli(name).exists():
+            return {"running": False, "installed": False}
         res = run([self.cli(name), "status", "--config", self.hosts[name]["doow_track_config_file"], "--json"])
         try:
             return json.loads(res.stdout)
