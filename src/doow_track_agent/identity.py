@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import struct
 from typing import List, Optional, Set
 
@@ -124,8 +125,22 @@ def check_pidfile_holder(path: str, pid: int, owner: int) -> None:
                         f"{owner_name(uid)}")
 
 
+def socket_directory_owner(path: str) -> Optional[int]:
+    """The uid that alone (with root) can create ``path``: the owner of its directory, when
+    that directory is writable by nobody else; None otherwise (a shared directory)."""
+    try:
+        info = os.stat(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return None
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return None
+    return info.st_uid
+
+
 def check_socket_peer(sock: socket.socket, path: str) -> None:
-    """Raise Untrusted unless the process serving the connected Unix socket ``sock`` runs as us or root.
+    """Raise Untrusted unless the process serving the connected Unix socket ``sock`` runs as us,
+    root, or the agent's own user: the owner of the socket's directory when nobody else may
+    create entries there (the Ansible role runs the agent as a system user with such a directory).
 
     A socket at the agent's path may have been bound by another local user
     (a stale path in a shared directory): their program would answer "ok"
@@ -135,6 +150,6 @@ def check_socket_peer(sock: socket.socket, path: str) -> None:
     if option is None:
         return
     pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
-    if not trusted_uid(uid):
+    if not trusted_uid(uid) and uid != socket_directory_owner(path):
         raise Untrusted(f"the socket {path} is served by {owner_name(uid)} (pid {pid}), not by the agent's user "
                         "or root: another program answers there")
