@@ -4,12 +4,14 @@ receiver stored: messages never decide delivery, and the status always tells the
 
 from __future__ import annotations
 
+import fcntl
 import http.server
 import json
 import os
 import signal
 import socket
 import struct
+import termios
 import subprocess
 import threading
 import time
@@ -240,3 +242,53 @@ def test_re_running_the_same_input_under_a_run_id_bills_nothing_twice(receiver, 
     for _ in range(2):
         assert run(pipe_args(receiver, tmp_path, "--run-id", "nightly-2026-11-29"), stdin=data).code == 0
     assert receiver.store.count() == 3 and receiver.store.duplicates() == 3
+
+
+def caught(pid: int, signum: int) -> bool:
+    """Whether ``pid`` has a handler for ``signum`` (the SigCgt mask of /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            mask = next(int(line.split()[1], 16) for line in status if line.startswith("SigCgt:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(mask >> (signum - 1) & 1)
+
+
+def unread(stdin) -> int:
+    """Bytes written to the child's stdin pipe that it has not read yet."""
+    return struct.unpack("i", fcntl.ioctl(stdin.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGUSR2, signal.SIGQUIT, signal.SIGRTMIN + 1])
+def test_every_signal_that_would_kill_the_run_outboxes_what_was_read_like_sigterm(free_port, tmp_path, signum):
+    outbox = tmp_path / "outbox.ndjson"
+    quick_stop = tmp_path / "stop.json"
+    quick_stop.write_text(json.dumps({"shutdownTimeout": 300}))
+    child = spawn(["--api-key", KEY, "--endpoint", f"http://127.0.0.1:{free_port}", "--outbox", str(outbox),
+                   "--config", str(quick_stop), "--flush-interval", "100000", "--json"], subprocess.PIPE)
+    child.stdin.write(lines(EVENT, EVENT, EVENT))
+    child.stdin.flush()
+    deadline = time.monotonic() + 20
+    while (unread(child.stdin) or not caught(child.pid, signum)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # read is not yet judged: let intake take the block
+    child.send_signal(signum)
+    out, err = child.communicate(timeout=30)  # closes stdin only now, after the signal
+    assert child.returncode == 75, err
+    summary = json.loads(out)
+    assert summary["outboxed"] == 3 and summary["lines_read"] == 3, err
+    assert summary["interrupted"].startswith("interrupted by SIG"), summary
+    assert len(outbox.read_bytes().splitlines()) == 3
+
+
+def test_a_signal_during_start_up_is_acted_on_not_fatal(free_port, tmp_path):
+    """Sent the moment the first handler is in place, before the imports and the settings are done."""
+    child = spawn(["--api-key", KEY, "--endpoint", f"http://127.0.0.1:{free_port}",
+                   "--outbox", str(tmp_path / "outbox.ndjson"), "--json"], subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while not caught(child.pid, signal.SIGHUP) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    child.send_signal(signal.SIGHUP)
+    out, err = child.communicate(lines(EVENT), timeout=30)
+    assert child.returncode == 75, err
+    assert json.loads(out)["interrupted"] == "interrupted by SIGHUP"

@@ -14,7 +14,7 @@ import sys
 from importlib import import_module
 from typing import List, Optional
 
-from doow_track_agent import __version__, coredumps, streams
+from doow_track_agent import __version__, coredumps, stopping, streams
 from doow_track_agent.cli.registry import COMMANDS, DEFAULT_COMMAND
 from doow_track_agent.cli.usage import UsageParser
 from doow_track_agent.exits import EX_INTERRUPTED, EX_OK, EX_SOFTWARE, CommandError
@@ -39,6 +39,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if argv and argv[0] in COMMANDS:
             return _run_command(argv[0], argv[1:])
+        # Pipe mode and the agent act on every stop signal (outbox, drain); noted from here, before the
+        # imports and start-up work, so that one arriving meanwhile is acted on too (see ``stopping``).
+        stopping.note_early()
         return int(import_module(DEFAULT_COMMAND).main(argv))
     except CommandError as error:
         sys.stderr.write(f"doow-track: {error}\n")

@@ -11,12 +11,12 @@ the input.
 from __future__ import annotations
 
 import asyncio
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Dict, List, Optional, TextIO, Tuple
 
+from doow_track_agent import stopping
 from doow_track_agent.buffers.memory import MemoryQueue
 from doow_track_agent.config import Settings
 from doow_track_agent.delivery.pump import Pump, Queued
@@ -315,8 +315,12 @@ class PipeRun:
                      f"(up to {self.settings.shutdown_timeout:g}s), the rest goes to the outbox")
             self._tasks.start(pump.stop(time.monotonic() + self.settings.shutdown_timeout), "stop on signal")
 
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, interrupted, signal.Signals(signum).name)
+        # Every signal that would otherwise end the process stops the run the same way (see ``stopping``);
+        # one noted during start-up, before the loop existed, is acted on now.
+        for signum in stopping.TERMINATING:
+            loop.add_signal_handler(signum, interrupted, stopping.name(signum))
+        for signum in stopping.take_early()[:1]:
+            interrupted(stopping.name(signum))
 
     def _judge(self, lines: List[Line]) -> List[Queued]:
         """Intake for one block of lines; the hot loop of pipe mode, so lookups are hoisted."""
