@@ -207,6 +207,9 @@ def hostile() -> Iterator[str]:
     ((207, {}, b"<html>oops</html>"), "not a JSON object"),
     ((207, {}, b'{"accepted":0,"rejected":5}'), "counts 5 rejected"),
     ((200, {"Content-Type": "text/html"}, b"<html><body>Welcome to nginx!</body></html>"), "text/html"),
+    ((202, {}, b'{"accepted":0,"rejected":1}'), "counts 1 rejected"),
+    ((202, {}, b'{"accepted":-1,"rejected":5}'), "counts 5 rejected event(s) but gives reasons for 0"),
+    ((207, {}, b'{"rejected":0,"rejections":[],"accepted":0}'), "0 accepted and 0 rejected of 5"),
 ])
 def test_an_answer_that_does_not_account_for_the_events_is_no_delivery(hostile, tmp_path, answer, said):
     Hostile.answer = answer
