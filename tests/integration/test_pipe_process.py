@@ -295,3 +295,25 @@ def test_a_signal_during_start_up_is_acted_on_not_fatal(free_port, tmp_path):
     out, err = child.communicate(lines(EVENT), timeout=30)
     assert child.returncode == 75, err
     assert json.loads(out)["interrupted"] == "interrupted by SIGHUP"
+
+
+def test_an_event_id_reused_for_other_content_is_invalid_and_a_repeated_line_is_sent_once(receiver, tmp_path):
+    first = {**EVENT, "event_id": "ev-1"}
+    data = lines(first, {**EVENT, "quantity": 7, "event_id": "ev-1"}, first, {**EVENT, "event_id": "ev-2"})
+    result = run(pipe_args(receiver, tmp_path, "--json"), stdin=data)
+    assert result.code == 65, result.err
+    assert "stdin:2: $.event_id:" in result.err and "already used by line 1" in result.err
+    assert "stdin:3: duplicate of line 1" in result.err
+    summary = result.json
+    assert (summary["delivered"], summary["invalid"], summary["duplicates"]) == (2, 1, 1)
+    assert receiver.store.count() == 2 and receiver.store.stats()["duplicates"] == 0
+
+
+def test_the_summary_shows_what_the_api_already_had(receiver, tmp_path):
+    data = lines({**EVENT, "event_id": "again-1"}, {**EVENT, "event_id": "again-2"})
+    assert run(pipe_args(receiver, tmp_path), stdin=data).code == 0
+    result = run(pipe_args(receiver, tmp_path, "--json"), stdin=data)
+    assert result.code == 0, result.err
+    assert result.json["server_duplicates"] == 2
+    assert "the API already had 2 of the delivered" in result.err
+    assert receiver.store.count() == 2

@@ -283,6 +283,7 @@ class Pump:
 
     def _settle(self, events: List[Queued], reply: replies.Reply) -> bool:
         """Record a definitive outcome; False when the batch must be tried again."""
+        self.stats.duplicates += reply.duplicates
         if reply.kind == replies.ACCEPTED:
             self.stats.succeeded()
             self.stats.delivered += len(events)

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class Accepted(NamedTuple):
-    """A valid event, serialized for the wire."""
+    """A valid event, serialized for the wire (the spool stores these tuples as its rows)."""
 
     event_id: str
     body: bytes
@@ -46,7 +46,7 @@ class Invalid(NamedTuple):
     line: int
     path: str
     message: str
-    kind: str  # json | schema | secret | size | encoding | internal
+    kind: str  # json | schema | secret | size | encoding | internal | event_id (reused in one run)
 
 
 def _text(value: Any, longest: int) -> bool:
