@@ -317,3 +317,11 @@ def test_the_summary_shows_what_the_api_already_had(receiver, tmp_path):
     assert result.json["server_duplicates"] == 2
     assert "the API already had 2 of the delivered" in result.err
     assert receiver.store.count() == 2
+
+
+@pytest.mark.parametrize("args", [["--config", "{dir}"], ["--api-key-file", "{dir}"], ["check", "--config", "{dir}"],
+                                  ["status", "--config", "{dir}"], ["send", "--config", "{dir}", "{{}}"]])
+def test_a_directory_where_a_file_belongs_is_a_configuration_error_naming_it(tmp_path, args):
+    result = run([arg.format(dir=tmp_path) for arg in args], stdin=lines(EVENT))
+    assert result.code == 78, result.err
+    assert f"{tmp_path}: is a directory" in result.out + result.err and "internal error" not in result.err
