@@ -325,3 +325,14 @@ def test_a_directory_where_a_file_belongs_is_a_configuration_error_naming_it(tmp
     result = run([arg.format(dir=tmp_path) for arg in args], stdin=lines(EVENT))
     assert result.code == 78, result.err
     assert f"{tmp_path}: is a directory" in result.out + result.err and "internal error" not in result.err
+
+
+@pytest.mark.parametrize("flag", ["--outbox", "--rejects"])
+@pytest.mark.parametrize("path", ["/dev/null", "/dev/full", "{dir}"])
+def test_an_outbox_or_rejects_path_that_is_not_a_regular_file_is_refused_before_reading(receiver, tmp_path, flag,
+                                                                                       path):
+    path = path.format(dir=tmp_path)
+    result = run(["--api-key", KEY, "--endpoint", receiver.url, flag, path], stdin=lines(EVENT))
+    assert result.code == 78, result.err
+    assert path in result.err and "nothing was read or sent" in result.err
+    assert receiver.store.count() == 0
