@@ -336,3 +336,11 @@ def test_an_outbox_or_rejects_path_that_is_not_a_regular_file_is_refused_before_
     assert result.code == 78, result.err
     assert path in result.err and "nothing was read or sent" in result.err
     assert receiver.store.count() == 0
+
+
+def test_send_with_no_agent_says_nothing_was_sent_naming_the_socket(tmp_path):
+    socket_path = str(tmp_path / "none.sock")
+    result = run(["send", "--socket", socket_path], stdin=lines(EVENT))
+    assert result.code == 69, result.err
+    assert f"no agent listening at {socket_path}" in result.err and "nothing sent" in result.err
+    assert "line None" not in result.out + result.err and "0 of 0" not in result.out + result.err
