@@ -9,10 +9,9 @@ summary, or end the agent without draining.  Left out, on purpose:
 - SIGPIPE and SIGXFSZ, which Python ignores from start-up (writes fail with
   EPIPE / EFBIG instead, and each writer reports that);
 - SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP and SIGSYS: raised by a faulting
-  instruction or seccomp, where returning from a handler re-runs the fault.
-
-SIGABRT is in: a handler cannot stop ``abort(3)`` from ending the process,
-and a ``kill -ABRT`` is then a request to stop like any other.
+  instruction or seccomp, where returning from a handler re-runs the fault;
+- SIGABRT: ``abort(3)``'s, the crash path (a handler cannot stop it, and
+  ``coredumps`` keeps it from writing the key into a core file).
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from __future__ import annotations
 import signal
 from typing import List, Tuple
 
-_NAMES = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGABRT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM",
+_NAMES = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM",
           "SIGPROF", "SIGIO", "SIGPOLL", "SIGPWR", "SIGSTKFLT", "SIGXCPU", "SIGLOST", "SIGEMT", "SIGINFO")
 
 
