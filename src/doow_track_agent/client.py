@@ -155,7 +155,7 @@ def through_agent(stream: BinaryIO, path: str, timeout: float, acknowledged: Opt
     try:
         sock = connect_to_agent(path)
     except (OSError, identity.Untrusted) as error:
-        reason = f"no agent listening on {path}: {error.strerror}" if isinstance(error, OSError) else \
+        reason = f"no agent listening at {path} ({error.strerror}); nothing sent" if isinstance(error, OSError) else \
             f"{error}; nothing sent"
         return {"sent": 0, "accepted": 0, "invalid": 0, "event_ids": [], "socket": path,
                 "errors": [{"line": None, "error": reason, "kind": "unavailable"}],

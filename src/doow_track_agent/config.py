@@ -242,11 +242,18 @@ def read_text(path: str, what: str) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise ConfigError(what, [Problem(path, f"cannot read: {exc.strerror}")]) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen(), which refuses a directory with its own error
+    try:
+        mode = os.fstat(fd).st_mode
+        # Checked before fdopen, which refuses a directory with an IsADirectoryError naming only the fd.
+        if not stat.S_ISREG(mode):
+            raise ConfigError(what, [Problem(path, "is a directory, not a file" if stat.S_ISDIR(mode)
+                                             else "not a regular file")])
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(what, [Problem(path, f"cannot read: {exc.strerror or exc}")]) from None
+    finally:
         os.close(fd)
-        raise ConfigError(what, [Problem(path, "not a regular file")])
-    with os.fdopen(fd, "rb") as handle:
-        data = handle.read(MAX_CONFIG_BYTES + 1)
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(what, [Problem(path, f"larger than {MAX_CONFIG_BYTES} bytes")])
     return data

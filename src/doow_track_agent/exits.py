@@ -19,6 +19,8 @@ EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
+EX_CANTCREAT = 73
+EX_IOERR = 74
 EX_TEMPFAIL = 75
 EX_NOPERM = 77
 EX_CONFIG = 78
@@ -37,6 +39,12 @@ MEANINGS: Dict[int, str] = {
                     "`status`)",
     EX_SOFTWARE: "internal error, a bug (the message names it): pipe mode still writes what it read but did not "
                  "deliver to the outbox; the agent stopped because its spool writer or delivery could not go on",
+    EX_CANTCREAT: "an output file cannot be created (`deadletter export --output`: a directory, a device, no "
+                  "permission; "
+                  "the message names the path)",
+    EX_IOERR: "output could not be written (a full disk, `> /dev/full`, a closed pipe) by a command whose output "
+              "is its result (`deadletter export`, `schema`, `status --json` ...; never pipe mode or `send`, whose "
+              "status reports delivery); the message names the path or stdout",
     EX_TEMPFAIL: "delivery failed after retries (outbox written) / spool full; `stop`, `reload`: no answer in time",
     EX_NOPERM: "API key rejected (401/403)",
     EX_CONFIG: "bad configuration, a spool written by a newer doow-track, or a file or state directory another "

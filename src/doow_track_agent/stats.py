@@ -24,6 +24,7 @@ class Stats:
         self.invalid = 0
         self.delivered = 0
         self.rejected = 0
+        self.duplicates = 0  # delivered events the API said it already had (its ``duplicates``): not billed again
         self.dead_lettered = 0
         self.requests = 0
         self.retries = 0

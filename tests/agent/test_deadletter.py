@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 from doow_track_agent.receiver.faults import Faults
 from tests.support.agent import EVENT, assert_stored_exactly_once, heal_receiver, wait_for
-from tests.support.cli import KEY
+from tests.support.cli import BIN, KEY, base_env
 
 
 def test_rejected_events_are_dead_lettered_and_can_be_retried(agent, receiver):
@@ -24,6 +25,7 @@ def test_rejected_events_are_dead_lettered_and_can_be_retried(agent, receiver):
     exported = agent.cli("deadletter", "export", "--config", agent.config)
     lines = [json.loads(line) for line in exported.out.splitlines()]
     assert {line["event_id"] for line in lines} == rejected and all(line["metric"] == "tokens" for line in lines)
+    _export_failures_name_the_path(agent)
 
     heal_receiver(receiver)
     retried = agent.cli("deadletter", "retry", "--config", agent.config, "--json")
@@ -55,3 +57,14 @@ def test_a_batch_refused_with_400_is_dead_lettered_once_not_retried(agent, recei
     assert requests <= 2 * 5 - 1
     wait_for(lambda: agent.status()["uptime_seconds"] > status["uptime_seconds"] + 1, 10, "a second to pass")
     assert receiver.stats()["requests_total"] == requests
+
+
+def _export_failures_name_the_path(agent) -> None:
+    """An output that cannot be created is 73, one that cannot be written 74 (sysexits), never 70."""
+    for output, code, said in ((agent.dir, 73, "is a directory"), ("/dev/full", 73, "not a regular file")):
+        failed = agent.cli("deadletter", "export", "--config", agent.config, "--output", output)
+        assert failed.code == code and f"{output}: {said}" in failed.err, failed.err
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run([BIN, "deadletter", "export", "--config", agent.config], stdout=full,
+                              stderr=subprocess.PIPE, env=base_env(), timeout=60)
+    assert done.returncode == 74 and b"cannot write stdout: No space left" in done.stderr, done.stderr

@@ -25,7 +25,7 @@ def test_an_unusable_endpoint_fails_a_check_naming_it(endpoint, named):
 
 def test_a_config_path_that_is_a_directory_fails_the_config_check(tmp_path):
     report = doctor("--config", str(tmp_path), "--api-key", KEY)
-    assert report.code == 1 and f"{tmp_path}: not a regular file" in report.checks["config.schema"]["detail"]
+    assert report.code == 1 and f"{tmp_path}: is a directory" in report.checks["config.schema"]["detail"]
 
 
 @pytest.mark.parametrize("command, timeout", [("doctor", "nan"), ("doctor", "inf"), ("send", "-1"), ("stop", "0"),

@@ -4,12 +4,14 @@ receiver stored: messages never decide delivery, and the status always tells the
 
 from __future__ import annotations
 
+import fcntl
 import http.server
 import json
 import os
 import signal
 import socket
 import struct
+import termios
 import subprocess
 import threading
 import time
@@ -205,6 +207,9 @@ def hostile() -> Iterator[str]:
     ((207, {}, b"<html>oops</html>"), "not a JSON object"),
     ((207, {}, b'{"accepted":0,"rejected":5}'), "counts 5 rejected"),
     ((200, {"Content-Type": "text/html"}, b"<html><body>Welcome to nginx!</body></html>"), "text/html"),
+    ((202, {}, b'{"accepted":0,"rejected":1}'), "counts 1 rejected"),
+    ((202, {}, b'{"accepted":-1,"rejected":5}'), "counts 5 rejected event(s) but gives reasons for 0"),
+    ((207, {}, b'{"rejected":0,"rejections":[],"accepted":0}'), "0 accepted and 0 rejected of 5"),
 ])
 def test_an_answer_that_does_not_account_for_the_events_is_no_delivery(hostile, tmp_path, answer, said):
     Hostile.answer = answer
@@ -240,3 +245,102 @@ def test_re_running_the_same_input_under_a_run_id_bills_nothing_twice(receiver, 
     for _ in range(2):
         assert run(pipe_args(receiver, tmp_path, "--run-id", "nightly-2026-11-29"), stdin=data).code == 0
     assert receiver.store.count() == 3 and receiver.store.duplicates() == 3
+
+
+def caught(pid: int, signum: int) -> bool:
+    """Whether ``pid`` has a handler for ``signum`` (the SigCgt mask of /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            mask = next(int(line.split()[1], 16) for line in status if line.startswith("SigCgt:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(mask >> (signum - 1) & 1)
+
+
+def unread(stdin) -> int:
+    """Bytes written to the child's stdin pipe that it has not read yet."""
+    return struct.unpack("i", fcntl.ioctl(stdin.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGUSR2, signal.SIGQUIT, signal.SIGRTMIN + 1])
+def test_every_signal_that_would_kill_the_run_outboxes_what_was_read_like_sigterm(free_port, tmp_path, signum):
+    outbox = tmp_path / "outbox.ndjson"
+    quick_stop = tmp_path / "stop.json"
+    quick_stop.write_text(json.dumps({"shutdownTimeout": 300}))
+    child = spawn(["--api-key", KEY, "--endpoint", f"http://127.0.0.1:{free_port}", "--outbox", str(outbox),
+                   "--config", str(quick_stop), "--flush-interval", "100000", "--json"], subprocess.PIPE)
+    child.stdin.write(lines(EVENT, EVENT, EVENT))
+    child.stdin.flush()
+    deadline = time.monotonic() + 20
+    while (unread(child.stdin) or not caught(child.pid, signum)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # read is not yet judged: let intake take the block
+    child.send_signal(signum)
+    out, err = child.communicate(timeout=30)  # closes stdin only now, after the signal
+    assert child.returncode == 75, err
+    summary = json.loads(out)
+    assert summary["outboxed"] == 3 and summary["lines_read"] == 3, err
+    assert summary["interrupted"].startswith("interrupted by SIG"), summary
+    assert len(outbox.read_bytes().splitlines()) == 3
+
+
+def test_a_signal_during_start_up_is_acted_on_not_fatal(free_port, tmp_path):
+    """Sent the moment the first handler is in place, before the imports and the settings are done."""
+    child = spawn(["--api-key", KEY, "--endpoint", f"http://127.0.0.1:{free_port}",
+                   "--outbox", str(tmp_path / "outbox.ndjson"), "--json"], subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while not caught(child.pid, signal.SIGHUP) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    child.send_signal(signal.SIGHUP)
+    out, err = child.communicate(lines(EVENT), timeout=30)
+    assert child.returncode == 75, err
+    assert json.loads(out)["interrupted"] == "interrupted by SIGHUP"
+
+
+def test_an_event_id_reused_for_other_content_is_invalid_and_a_repeated_line_is_sent_once(receiver, tmp_path):
+    first = {**EVENT, "event_id": "ev-1"}
+    data = lines(first, {**EVENT, "quantity": 7, "event_id": "ev-1"}, first, {**EVENT, "event_id": "ev-2"})
+    result = run(pipe_args(receiver, tmp_path, "--json"), stdin=data)
+    assert result.code == 65, result.err
+    assert "stdin:2: $.event_id:" in result.err and "already used by line 1" in result.err
+    assert "stdin:3: duplicate of line 1" in result.err
+    summary = result.json
+    assert (summary["delivered"], summary["invalid"], summary["duplicates"]) == (2, 1, 1)
+    assert receiver.store.count() == 2 and receiver.store.stats()["duplicates"] == 0
+
+
+def test_the_summary_shows_what_the_api_already_had(receiver, tmp_path):
+    data = lines({**EVENT, "event_id": "again-1"}, {**EVENT, "event_id": "again-2"})
+    assert run(pipe_args(receiver, tmp_path), stdin=data).code == 0
+    result = run(pipe_args(receiver, tmp_path, "--json"), stdin=data)
+    assert result.code == 0, result.err
+    assert result.json["server_duplicates"] == 2
+    assert "the API already had 2 of the delivered" in result.err
+    assert receiver.store.count() == 2
+
+
+@pytest.mark.parametrize("args", [["--config", "{dir}"], ["--api-key-file", "{dir}"], ["check", "--config", "{dir}"],
+                                  ["status", "--config", "{dir}"], ["send", "--config", "{dir}", "{{}}"]])
+def test_a_directory_where_a_file_belongs_is_a_configuration_error_naming_it(tmp_path, args):
+    result = run([arg.format(dir=tmp_path) for arg in args], stdin=lines(EVENT))
+    assert result.code == 78, result.err
+    assert f"{tmp_path}: is a directory" in result.out + result.err and "internal error" not in result.err
+
+
+@pytest.mark.parametrize("flag", ["--outbox", "--rejects"])
+@pytest.mark.parametrize("path", ["/dev/null", "/dev/full", "{dir}"])
+def test_an_outbox_or_rejects_path_that_is_not_a_regular_file_is_refused_before_reading(receiver, tmp_path, flag,
+                                                                                       path):
+    path = path.format(dir=tmp_path)
+    result = run(["--api-key", KEY, "--endpoint", receiver.url, flag, path], stdin=lines(EVENT))
+    assert result.code == 78, result.err
+    assert path in result.err and "nothing was read or sent" in result.err
+    assert receiver.store.count() == 0
+
+
+def test_send_with_no_agent_says_nothing_was_sent_naming_the_socket(tmp_path):
+    socket_path = str(tmp_path / "none.sock")
+    result = run(["send", "--socket", socket_path], stdin=lines(EVENT))
+    assert result.code == 69, result.err
+    assert f"no agent listening at {socket_path}" in result.err and "nothing sent" in result.err
+    assert "line None" not in result.out + result.err and "0 of 0" not in result.out + result.err

@@ -14,10 +14,10 @@ import sys
 from importlib import import_module
 from typing import List, Optional
 
-from doow_track_agent import __version__, coredumps, streams
-from doow_track_agent.cli.registry import COMMANDS, DEFAULT_COMMAND
+from doow_track_agent import __version__, coredumps, stopping, streams
+from doow_track_agent.cli.registry import COMMANDS, DEFAULT_COMMAND, REPORTS_DELIVERY
 from doow_track_agent.cli.usage import UsageParser
-from doow_track_agent.exits import EX_INTERRUPTED, EX_OK, EX_SOFTWARE, CommandError
+from doow_track_agent.exits import EX_INTERRUPTED, EX_IOERR, EX_OK, EX_SOFTWARE, CommandError
 
 
 def _run_command(name: str, argv: List[str]) -> int:
@@ -25,7 +25,13 @@ def _run_command(name: str, argv: List[str]) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True)
     import_module(COMMANDS[name][0]).register(subparsers)
     args = parser.parse_args([name, *argv])
-    return int(args.func(args) or 0)
+    status = int(args.func(args) or 0)
+    failed = getattr(sys.stdout, "failed", None)
+    # A command's output is its result, except where the status reports delivery (`send`, like pipe mode):
+    # there a lost report must not invite a re-send.
+    if status == EX_OK and failed and name not in REPORTS_DELIVERY:
+        raise CommandError(EX_IOERR, f"cannot write stdout: {failed}; the output is incomplete")
+    return status
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -39,6 +45,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if argv and argv[0] in COMMANDS:
             return _run_command(argv[0], argv[1:])
+        # Pipe mode and the agent act on every stop signal (outbox, drain); noted from here, before the
+        # imports and start-up work, so that one arriving meanwhile is acted on too (see ``stopping``).
+        stopping.note_early()
         return int(import_module(DEFAULT_COMMAND).main(argv))
     except CommandError as error:
         sys.stderr.write(f"doow-track: {error}\n")

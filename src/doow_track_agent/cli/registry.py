@@ -26,6 +26,9 @@ COMMANDS = {
     "systemd-unit": ("doow_track_agent.commands.systemd_unit", "print a systemd unit for the agent"),
 }
 
+# Commands whose exit status reports what became of events: output they cannot write changes nothing.
+REPORTS_DELIVERY = frozenset(("send",))
+
 EPILOG = """\
 pipe mode (reads stdin until EOF, exits with a status that tells the truth):
   echo '{"metric":"api_calls","quantity":1,"license_id":"lic_abc123"}' \\
@@ -40,8 +43,9 @@ commands:
 {commands}
 
 exit status: 0 ok, 64 usage, 65 some events invalid or rejected, 69 agent
-unavailable, 70 internal error (undelivered events in the outbox), 75 delivery
-failed or interrupted (see the outbox), 77 key rejected, 78 bad config.
+unavailable, 70 internal error (undelivered events in the outbox), 73/74 output
+not created/written, 75 delivery failed or interrupted (see the outbox), 77 key
+rejected, 78 bad config.
 Run 'doow-track COMMAND --help' for a command's options.
 """
 

@@ -14,13 +14,12 @@ import sys
 import time
 from typing import Callable, List, Optional, Set, Tuple, TypeVar
 
-from doow_track_agent import client, exits
+from doow_track_agent import client, exits, streams
 from doow_track_agent.buffers import spool_offline
 from doow_track_agent.buffers.spool_file import SpoolFormatError
 from doow_track_agent.cli import options
 from doow_track_agent.buffers.spool_offline import DeadLetter
 from doow_track_agent.intake import wire
-from doow_track_agent.secure_files import UnsafePath, open_replacing
 
 T = TypeVar("T")
 
@@ -96,20 +95,9 @@ def _input_line(letter: DeadLetter) -> bytes:
 def _export(args: argparse.Namespace, letters: List[DeadLetter]) -> int:
     decoded, _ = _decoded(letters, _input_line)
     lines = b"".join(line for _, line in decoded)
+    streams.write_data(lines, args.output)
     if args.output:
-        try:
-            with open_replacing(args.output, "--output") as handle:
-                handle.write(lines)
-        except UnsafePath as error:
-            sys.stderr.write(f"doow-track deadletter: {error}\n")
-            return exits.EX_CONFIG
-        except OSError as error:
-            sys.stderr.write(f"doow-track deadletter: cannot write {args.output}: {error.strerror}\n")
-            return exits.EX_CANTCREAT
         sys.stderr.write(f"doow-track: {len(decoded)} dead letter(s) written to {args.output}\n")
-    else:
-        sys.stdout.buffer.write(lines)
-        sys.stdout.flush()
     return exits.EX_OK
 
 

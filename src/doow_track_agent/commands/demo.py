@@ -36,10 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def pipe_through_cli(url: str, data: bytes) -> int:
-    """Run the real command line, as a user's script would."""
+def pipe_through_cli(url: str, data: bytes, workdir: str) -> int:
+    """Run the real command line, as a user's script would; its outbox and rejects files go in ``workdir``."""
     command = [sys.executable, "-m", "doow_track_agent", "--api-key", DEMO_KEY, "--endpoint", url,
-               "--flush-interval", "200", "--outbox", os.devnull, "--rejects", os.devnull]
+               "--flush-interval", "200", "--outbox", os.path.join(workdir, "outbox.ndjson"),
+               "--rejects", os.path.join(workdir, "rejects.ndjson")]
     print("$ doow-track --api-key dk_demo… --endpoint", url, "< sample.ndjson", flush=True)
     return subprocess.run(command, input=data, check=False).returncode
 
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             lines = samples.lines(args.events, invalid_every=max(args.events // (len(samples.INVALID) + 1), 1))
             print(f"local receiver on {receiver.url}; piping {len(lines)} lines "
                   f"({args.events} valid, {len(lines) - args.events} deliberately invalid)\n")
-            code = pipe_through_cli(receiver.url, b"\n".join(lines) + b"\n")
+            code = pipe_through_cli(receiver.url, b"\n".join(lines) + b"\n", workdir)
             stored, summary = receiver.store.count(), receiver.store.summary()
         verdict = "every valid line arrived" if stored == args.events else f"only {stored} of {args.events} arrived"
         print(f"\ndoow-track exited {code} (65: some lines were invalid, each reported above); {verdict}.\n")

@@ -15,7 +15,7 @@ from typing import BinaryIO, Optional
 from doow_track_agent.cli.options import emit, flush_line, seconds, settings_for, try_settings
 from doow_track_agent.cli.pipe import add_delivery_options, deliver_lines, load_settings
 from doow_track_agent.client import fetch_status, through_agent
-from doow_track_agent.exits import EX_USAGE
+from doow_track_agent.exits import EX_UNAVAILABLE, EX_USAGE
 
 EPILOG = """\
 examples:
@@ -95,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write("doow-track send: no socket: socket.path is null in the config; pass --socket\n")
         return EX_USAGE
     result = through_agent(stream, path, args.timeout)
+    if result["exit_code"] == EX_UNAVAILABLE and not result["sent"]:  # nothing was read: no count to give
+        sys.stderr.write("".join(f"doow-track send: {error['error']}\n" for error in result["errors"]))
+        if args.json:
+            emit(args, result, "")
+        return EX_UNAVAILABLE
     if result["accepted"]:
         result["flush"] = _flush(args, path)
     for error in result["errors"][:10]:

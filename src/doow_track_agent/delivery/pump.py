@@ -283,6 +283,7 @@ class Pump:
 
     def _settle(self, events: List[Queued], reply: replies.Reply) -> bool:
         """Record a definitive outcome; False when the batch must be tried again."""
+        self.stats.duplicates += reply.duplicates
         if reply.kind == replies.ACCEPTED:
             self.stats.succeeded()
             self.stats.delivered += len(events)
@@ -325,7 +326,7 @@ class Pump:
             async with self._client.stream("POST", wire.INGEST_PATH, content=body, headers=headers) as response:
                 answer = await _read_capped(response)
                 return replies.classify(response.status_code, dict(response.headers), answer,
-                                        {event.event_id for event in events})
+                                        [event.event_id for event in events])
         except Exception as error:  # not only httpx.HTTPError: a bad port or IDNA raises others, and a TLS
             # alert after the handshake (mutual TLS refused) escapes as a bare ssl.SSLError; all mean "not sent".
             return replies.unreachable(error, http_client.explain(error, self._settings, await self._untrusted(error)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any, Collection, Dict, List, NamedTuple, Optional
+from typing import Any, Collection, Dict, List, NamedTuple, Optional, Set, Union
 
 from doow_track_agent.redact import server_text
 
@@ -26,12 +26,14 @@ REJECTED = "rejected"      # other 4xx: the batch is refused for good
 
 
 class Reply(NamedTuple):
-    """A classified answer; ``rejections`` maps event_id to reason (207 only)."""
+    """A classified answer; ``rejections`` maps event_id to reason (207 only); ``duplicates`` counts the
+    accepted events the server already had (its own figure, 0 when it gives none)."""
 
     kind: str
     reason: str
     retry_after: Optional[float] = None
     rejections: Dict[str, str] = {}
+    duplicates: int = 0
 
 
 def retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
@@ -75,19 +77,14 @@ def _json_object(body: bytes) -> Optional[dict]:
 
 
 def rejections_207(body: bytes) -> Dict[str, str]:
-    """Parse both 207 shapes into ``{event_id: reason}``.
+    """Parse both 207 shapes into ``{event_id: reason}`` (items without an event id are skipped).
 
     ``{"rejected": 2, "rejections": [{event_id, reason}]}`` and
     ``{"accepted": [ids], "rejected": [{event_id, reason}]}``.
     """
-    parsed = _json_object(body) or {}
-    items = parsed.get("rejections")
-    if not isinstance(items, list):
-        items = parsed.get("rejected")
-    if not isinstance(items, list):
-        return {}
+    items = _rejection_items(_json_object(body) or {})
     found: Dict[str, str] = {}
-    for item in items:
+    for item in items if isinstance(items, list) else ():
         if isinstance(item, dict) and isinstance(item.get("event_id"), str):
             found[item["event_id"]] = server_text(str(item.get("reason") or "rejected"))
         elif isinstance(item, str):
@@ -95,65 +92,112 @@ def rejections_207(body: bytes) -> Dict[str, str]:
     return found
 
 
-def _count(value: Any) -> Optional[int]:
-    """A count field: an int, or the length of a list of ids/rejections; None when absent or odd."""
-    if isinstance(value, bool):
+def _rejection_items(parsed: dict) -> Any:
+    """The list of rejections: ``rejections``, else a ``rejected`` that is a list; None when there is none."""
+    if "rejections" in parsed:
+        return parsed["rejections"]
+    rejected = parsed.get("rejected")
+    return rejected if isinstance(rejected, list) else None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _accepted_count(value: Any, sent: int, known: Set[str]) -> Union[int, str]:
+    """``accepted`` as a number of events (of ``sent``, whose ids are ``known``), or why it cannot be one."""
+    if _is_count(value):
+        return value if 0 <= value <= sent else f"it counts {value} accepted of {sent} sent"
+    if isinstance(value, list):
+        if any(not isinstance(item, str) or item not in known for item in value):
+            return "it accepts event ids that were not sent"
+        if len(set(value)) != len(value):
+            return "it accepts the same event id twice"
+        return len(value)
+    return f"its accepted is {_spelled(value)}, not a count or a list of event ids"
+
+
+def _spelled(value: Any) -> str:
+    return server_text(json.dumps(value))[:40] if value is not None else "missing"
+
+
+def _unaccounted(status: int, headers: Dict[str, str], body: bytes, sent: Collection[str]) -> Optional[str]:
+    """Why a success answer does not say what became of each event sent, or None when it does.
+
+    It does when accepted (a count in [0, sent] or a list of sent ids) plus
+    the rejections, each naming a sent event id, is exactly the number sent,
+    and a ``rejected`` count matches the reasons given.  A non-207 2xx whose
+    body is empty or names none of ``accepted``/``rejected``/``rejections``
+    accepts the batch as a whole (docs/protocol.md: 202 "batch accepted").
+    """
+    if not body.strip() and status != 207:
         return None
-    if isinstance(value, int):
-        return value
-    return len(value) if isinstance(value, list) else None
-
-
-def _unaccounted_207(body: bytes, sent: Collection[str]) -> Optional[str]:
-    """Why a 207 does not say what became of the events sent, or None when it does."""
     parsed = _json_object(body)
     if parsed is None:
-        return "the body is not a JSON object"
-    rejections = rejections_207(body)
-    unknown = [event_id for event_id in rejections if event_id not in sent]
-    if unknown:
-        return f"it rejects {len(unknown)} event id(s) that were not sent (e.g. {server_text(unknown[0])!r})"
-    rejected = _count(parsed.get("rejected"))
-    if rejected is not None and rejected != len(rejections):
-        return f"it counts {rejected} rejected event(s) but gives reasons for {len(rejections)}"
-    accepted = parsed.get("accepted")
-    if isinstance(accepted, list) and any(not isinstance(item, str) or item not in sent for item in accepted):
-        return "it accepts event ids that were not sent"
-    return None
-
-
-def _unaccounted_2xx(status: int, headers: Dict[str, str], body: bytes, sent: Collection[str]) -> Optional[str]:
-    """Why a success answer is not the ingest API's (an HTML page, a count that does not match), or None."""
-    if not body.strip():
-        return None  # a bare 202 accepts the batch as a whole
-    parsed = _json_object(body)
-    if parsed is None:
+        if status == 207:
+            return "the body is not a JSON object"
         kind = headers.get("content-type", "").split(";")[0].strip() or "no Content-Type"
         return f"the body is not the ingest API's JSON ({kind}: {server_text(body[:80].decode('utf-8', 'replace'))!r})"
-    accepted = _count(parsed.get("accepted"))
-    if accepted is not None and accepted + (_count(parsed.get("rejected")) or 0) < len(sent):
-        return f"it counts {accepted} accepted of {len(sent)} sent"
+    if status != 207 and not {"accepted", "rejected", "rejections"} & set(parsed):
+        return None
+    items = _rejection_items(parsed)
+    if items is not None and not isinstance(items, list):
+        return f"its rejections are {_spelled(items)}, not a list"
+    for item in items or ():
+        if not (isinstance(item, str) or isinstance(item, dict) and isinstance(item.get("event_id"), str)):
+            return f"it rejects {_spelled(item)}, which names no event id"
+    rejections, known = rejections_207(body), set(sent)
+    unknown = [event_id for event_id in rejections if event_id not in known]
+    if unknown:
+        return f"it rejects {len(unknown)} event id(s) that were not sent (e.g. {server_text(unknown[0])!r})"
+    if len(rejections) != len(items or ()):
+        return "it rejects the same event id twice"
+    rejected = parsed.get("rejected")
+    if "rejected" in parsed and not isinstance(rejected, list) and (not _is_count(rejected)
+                                                                    or rejected != len(rejections)):
+        return f"it counts {_spelled(rejected)} rejected event(s) but gives reasons for {len(rejections)}"
+    accepted = _accepted_count(parsed.get("accepted"), len(sent), known)
+    if isinstance(accepted, str):
+        return accepted
+    if isinstance(parsed.get("accepted"), list) and set(parsed["accepted"]) & set(rejections):
+        return "it both accepts and rejects the same event id"
+    if accepted + len(rejections) != len(sent):
+        return f"it counts {accepted} accepted and {len(rejections)} rejected of {len(sent)} sent"
     return None
+
+
+def duplicates(body: bytes, accepted: int) -> int:
+    """The server's ``duplicates`` count (accepted events it already had, so not counted again), if it gives one.
+
+    The local receiver answers it (``receiver/server.py``); anything but a
+    count in [0, accepted] is ignored, as a figure for the user, never an outcome.
+    """
+    value = (_json_object(body) or {}).get("duplicates")
+    return value if _is_count(value) and 0 <= value <= accepted else 0
 
 
 def classify(status: int, headers: Dict[str, str], body: bytes, sent: Collection[str] = ()) -> Reply:
     """Map an HTTP answer to what the sender must do with the batch of event ids ``sent``.
 
-    An answer that does not account for the events sent (a 207 naming other
-    ids, a 200 with an HTML page) is no delivery: it is retried, which the
-    events' stable ids make safe, and its reason says what the server answered.
+    ``sent`` holds one id per event of the batch.  An answer that does not
+    account for each of them (a 207 naming other ids, counts that do not add
+    up to the number sent, a 200 with an HTML page: see ``_unaccounted``) is
+    no delivery: it is retried, which the events' stable ids make safe, and
+    its reason says what the server answered.
     """
     if 300 <= status < 400:
         location = server_text(headers.get("location", "")) or "no Location"
         return Reply(MISDIRECTED, f"HTTP {status} redirect to {location}: the endpoint is wrong (redirects are "
                                   "not followed, so the key is never sent elsewhere); fix endpoint and reload")
     if 200 <= status < 300:
-        problem = _unaccounted_207(body, sent) if status == 207 else _unaccounted_2xx(status, headers, body, sent)
+        problem = _unaccounted(status, headers, body, sent)
         if problem:
             return Reply(RETRY, f"HTTP {status} that does not account for the {len(sent)} event(s) sent: {problem}")
-        if status == 207:
-            return Reply(PARTIAL, "HTTP 207", rejections=rejections_207(body))
-        return Reply(ACCEPTED, f"HTTP {status}")
+        rejections = rejections_207(body)
+        twice = duplicates(body, len(sent) - len(rejections))
+        if status == 207 or rejections:
+            return Reply(PARTIAL, f"HTTP {status}", rejections=rejections, duplicates=twice)
+        return Reply(ACCEPTED, f"HTTP {status}", duplicates=twice)
     reason = _reason(status, body)
     if status in (401, 403):
         return Reply(KEY, reason)

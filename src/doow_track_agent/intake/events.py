@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Optional, Union
 from doow_track_agent import redact
 from doow_track_agent.intake import policy, wire
 from doow_track_agent.intake.wire import MAX_QUANTITY
-from doow_track_agent.intake.validation import load_schema, parse_rfc3339, problems
+from doow_track_agent.intake.validation import keep_infinite_text, load_schema, parse_rfc3339, problems
 
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")
 _LICENSE = re.compile(r"[^\x00-\x1f\x7f]{1,128}\Z")
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class Accepted(NamedTuple):
-    """A valid event, serialized for the wire."""
+    """A valid event, serialized for the wire (the spool stores these tuples as its rows)."""
 
     event_id: str
     body: bytes
@@ -46,7 +46,7 @@ class Invalid(NamedTuple):
     line: int
     path: str
     message: str
-    kind: str  # json | schema | secret | size | encoding | internal
+    kind: str  # json | schema | secret | size | encoding | internal | event_id (reused in one run)
 
 
 def _text(value: Any, longest: int) -> bool:
@@ -166,6 +166,37 @@ def parse_line(raw: bytes) -> Any:
     return value
 
 
+MAX_PROBLEMS_SHOWN = 3  # per line: enough to fix a line in one go, few enough to read
+
+
+def _listed(found: list) -> str:
+    """The first problem's message, then up to ``MAX_PROBLEMS_SHOWN`` - 1 more with their paths."""
+    shown = [found[0][1]] + [f"{path}: {message}" for path, message in found[1:MAX_PROBLEMS_SHOWN]]
+    more = len(found) - MAX_PROBLEMS_SHOWN
+    return "; ".join(shown) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _with_spelled_numbers(event: Any, raw: bytes) -> Any:
+    """The event again with infinite numbers as written (``1e400``), for messages; only on the error path."""
+    if b"e" not in raw.lower() or not _has_infinite(event):
+        return event
+    try:
+        return json.loads(raw, parse_float=keep_infinite_text)
+    except ValueError:
+        return event
+
+
+def _has_infinite(value: Any) -> bool:
+    kind = type(value)
+    if kind is float:
+        return not math.isfinite(value)
+    if kind is dict:
+        return any(_has_infinite(item) for item in value.values())
+    if kind is list:
+        return any(_has_infinite(item) for item in value)
+    return False
+
+
 class Intake:
     """Turns raw lines into wire events, with the configured default attribution."""
 
@@ -216,12 +247,10 @@ class Intake:
         if unencodable:
             return Invalid(line, unencodable[0], unencodable[1], "encoding")
         if not precheck(event):
-            found = problems("event", event)
+            found = problems("event", _with_spelled_numbers(event, raw))
             if found:
-                path, message = found[0]
-                more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
                 # Schema messages quote the offending value, which may be a key pasted in the wrong field.
-                return Invalid(line, path, redact.scrub_keys(message) + more, "schema")
+                return Invalid(line, found[0][0], redact.scrub_keys(_listed(found)), "schema")
         unprintable = policy.name_problem(event)
         if unprintable:
             return Invalid(line, unprintable[0], unprintable[1], "schema")

@@ -285,7 +285,43 @@ def _problems(error: "jsonschema.ValidationError") -> List[Problem]:
                 for key in error.instance if key not in allowed]
     if error.validator == "format":
         return [Problem(where, rfc3339_problem(error.instance) or f"{error.instance!r} is not a date-time")]
-    return [Problem(where, error.message)]
+    return [Problem(where, _json_spelled(error.message, error.instance))]
+
+
+class SpelledNumber(float):
+    """A JSON number Python reads as infinite (``1e400``), keeping how the line spelled it, for messages."""
+
+    text: str = ""
+
+
+def keep_infinite_text(text: str) -> float:
+    """A ``parse_float`` hook: floats as usual, an infinite one as a ``SpelledNumber`` remembering ``text``."""
+    value = float(text)
+    if math.isfinite(value):
+        return value
+    spelled = SpelledNumber(value)
+    spelled.text = text
+    return spelled
+
+
+def json_text(value: Any, longest: int = 80) -> str:
+    """``value`` as the JSON it came from: ``true``, ``null``, ``"text"``, ``1e400 (infinite)``; capped."""
+    if isinstance(value, SpelledNumber):
+        return f"{value.text[:longest]} (infinite)"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "an infinite number"
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= longest else text[:longest] + "…"
+
+
+def _json_spelled(message: str, instance: Any) -> str:
+    """jsonschema starts most messages with the instance's Python repr (``True``, ``None``, ``inf``, ``'x'``):
+    spell it as the JSON the user wrote instead."""
+    shown = repr(instance)
+    return json_text(instance) + message[len(shown):] if message.startswith(shown) else message
 
 
 def _unknown_key_message(key: str, allowed: list) -> str:

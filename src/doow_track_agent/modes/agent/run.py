@@ -14,9 +14,12 @@ Process life cycle, in order:
    was not told to keep.
 3. Signal handlers only note the signal and wake the event loop; the loop
    does the work: reload on SIGHUP (atomically, or not at all), drain and
-   exit 0 on SIGTERM/SIGINT.  In the foreground the noting handlers are in
-   place before the preflight, because a container's PID 1 ignores a signal
-   it has no handler for; as PID 1 the agent also reaps orphaned processes.
+   exit 0 on SIGTERM, SIGINT and every other signal that would end the
+   process (``stopping.TERMINATING``).  The noting handlers are in place
+   from the command line's start, before the preflight, in both the
+   foreground and the detached path (a container's PID 1 also ignores a
+   signal it has no handler for); as PID 1 the agent also reaps orphaned
+   processes.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Callable, Iterable, List, Optional, Tuple, Union
 import daemon
 import daemon.daemon
 
-from doow_track_agent import __version__, config
+from doow_track_agent import __version__, config, stopping
 from doow_track_agent.buffers.spool import Spool, SpoolError, SpoolLocked
 from doow_track_agent.config import ConfigError, Settings
 from doow_track_agent.delivery import http_client
@@ -57,7 +60,6 @@ from doow_track_agent.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
-_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _PRODUCER_GRACE = 2.0
 _PUMP_GRACE = 5.0
 _NOFILE = 65536
@@ -187,14 +189,15 @@ class Agent:
 
     def _install_signals(self, early: List[int]) -> None:
         loop = asyncio.get_running_loop()
-        for signum in _HANDLED:
+        for signum in stopping.TERMINATING:
             loop.add_signal_handler(signum, self.note_signal, signum)
         if os.getpid() == 1:
             # A container's init: processes orphaned in our PID namespace (left by `exec` sessions)
             # become our children, and nobody else would collect them.
             loop.add_signal_handler(signal.SIGCHLD, reap_children)
             reap_children()
-        self._signals.extend(early)
+        for signum in early:  # noted before the loop existed: acted on as soon as the agent serves
+            self.note_signal(signum)
         loop.set_exception_handler(_loop_errors(Throttled(log)))
 
     async def run(self, handshake: Optional[Handshake], early_signals: List[int]) -> int:
@@ -355,7 +358,7 @@ class Agent:
                 break
             signals, self._signals = self._signals, []
             if any(signum != signal.SIGHUP for signum in signals):
-                log.info("received %s: stopping", signal.Signals(signals[-1]).name)
+                log.info("received %s: stopping", stopping.name(next(n for n in signals if n != signal.SIGHUP)))
                 break
             if signals:
                 await self.reload()
@@ -508,7 +511,7 @@ def _daemon_context(foreground: bool, pidfile: Optional[PidFile], keep: List[int
         stdout=sys.stdout if foreground else None,  # foreground: journald/containers see our output
         stderr=sys.stderr if foreground else None,  # detached: /dev/null; logs go to a file or syslog
         signal_map={                      # default SIGTERM raises SystemExit mid-write; SIGHUP would kill us
-            signal.SIGTERM: on_signal, signal.SIGINT: on_signal, signal.SIGHUP: on_signal,
+            **{signum: on_signal for signum in stopping.TERMINATING},
             signal.SIGTSTP: None, signal.SIGTTIN: None, signal.SIGTTOU: None, signal.SIGPIPE: None,
         },
     )
@@ -556,7 +559,7 @@ def _refuse(handshake: Optional[Handshake], code: int, reason: str) -> int:
     return code
 
 
-def _detach(settings: Settings, loader: Loader, pidfile: Optional[str]) -> int:
+def _detach(settings: Settings, loader: Loader, pidfile: Optional[str], early: List[int]) -> int:
     """Fork; the child becomes the daemon, this process waits for its verdict."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -564,11 +567,14 @@ def _detach(settings: Settings, loader: Loader, pidfile: Optional[str]) -> int:
     child = os.fork()
     if child:
         os.close(write_fd)
+        # The launcher's pid is the one the caller has: a stop signal during start-up is the daemon's to act on.
+        for signum in stopping.TERMINATING:
+            signal.signal(signum, lambda forwarded, _frame: os.kill(child, forwarded))
         return _await_report(read_fd, child)
     os.close(read_fd)
     status = EX_SOFTWARE
     try:
-        status = _run_in_daemon_context(settings, loader, pidfile, False, Handshake(write_fd), [])
+        status = _run_in_daemon_context(settings, loader, pidfile, False, Handshake(write_fd), early)
     finally:
         os._exit(status)
 
@@ -581,12 +587,13 @@ def run_agent(settings: Settings, *, pidfile: Optional[str] = None, foreground: 
     environment, command line) on SIGHUP; by default the config file and the
     environment are read again.
     """
+    # Noted from here on (and before, since ``cli`` started: ``stopping.note_early``), in both paths:
+    # a signal during start-up ends in a drain and exit 0, not in death by its default action (and as a
+    # container's PID 1, where a signal with no handler is dropped, not in a SIGKILL later).
     early: List[int] = []
-    if foreground:
-        # As a container's PID 1 a signal with no handler is dropped, not fatal: note it from here on,
-        # so a `stop` during start-up still ends in a drain and exit 0 rather than a SIGKILL later.
-        for signum in _HANDLED:
-            signal.signal(signum, _noting(early))
+    for signum in stopping.TERMINATING:
+        signal.signal(signum, _noting(early))
+    early[:0] = stopping.take_early()
     base = os.getcwd()
     path = os.path.join(base, config_path) if config_path else None
 
@@ -603,5 +610,5 @@ def run_agent(settings: Settings, *, pidfile: Optional[str] = None, foreground: 
         return error.code
     if foreground:
         return _run_in_daemon_context(settings, loader, pidfile, True, None, early)
-    return _detach(settings, loader, pidfile)
+    return _detach(settings, loader, pidfile, early)
 

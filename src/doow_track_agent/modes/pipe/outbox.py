@@ -112,7 +112,16 @@ class LineFile:
         return self.path if self.lines else None
 
 
+def _refuse_devnull(path: str, what: str) -> None:
+    # secure_files lets /dev/null through as the explicit way to discard; undelivered or refused events must
+    # never be discarded, so it is refused like every other file that is not a regular one (/dev/full ...).
+    if os.path.abspath(path) == os.devnull:
+        raise UnsafePath(f"{what} {path} is not a regular file: the events it would hold would be lost; "
+                         "choose a file (--quiet silences the messages)")
+
+
 def _open_private(path: str, what: str) -> int:
+    _refuse_devnull(path, what)
     ensure_directory(os.path.dirname(os.path.abspath(path)), f"the directory of the {what}", 0o700)
     return open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, what)
 
@@ -121,8 +130,12 @@ def check_writable(path: str, what: str) -> None:
     """Raise UnsafePath now, before any input is read, if ``path`` could not be written safely later.
 
     An existing file must be ours and not a symlink; the nearest existing
-    directory above it must be safe.  Nothing is created.
+    directory above it must be safe.  A device, FIFO or directory (``/dev/null`` too) is refused.
+    Nothing is created.
     """
+    _refuse_devnull(path, what)
+    if os.path.isdir(path):
+        raise UnsafePath(f"{what} {path} is a directory, not a file; choose a file")
     if os.path.lexists(path):
         os.close(open_private(path, os.O_WRONLY | os.O_APPEND, what))
         return

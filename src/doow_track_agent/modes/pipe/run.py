@@ -11,18 +11,19 @@ the input.
 from __future__ import annotations
 
 import asyncio
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Dict, List, Optional, TextIO, Tuple
 
+from doow_track_agent import stopping
 from doow_track_agent.buffers.memory import MemoryQueue
 from doow_track_agent.config import Settings
 from doow_track_agent.delivery.pump import Pump, Queued
 from doow_track_agent.exits import EX_DATAERR, EX_NOPERM, EX_OK, EX_SOFTWARE, EX_TEMPFAIL
 from doow_track_agent.intake import wire
 from doow_track_agent.intake.events import Accepted, Intake, Invalid
+from doow_track_agent.intake.reuse import EventIds
 from doow_track_agent.modes.pipe import outbox
 from doow_track_agent.sources.lines import Line, read_lines
 from doow_track_agent.stats import Stats
@@ -98,6 +99,8 @@ class Summary:
     delivered: int = 0
     rejected: int = 0
     outboxed: int = 0
+    duplicates: int = 0         # lines repeating an earlier line with the same event_id, byte for byte: sent once
+    server_duplicates: int = 0  # delivered events the API says it already had (its ``duplicates``)
     requests: int = 0
     seconds: float = 0.0
     exit_code: int = 0
@@ -181,6 +184,7 @@ class PipeRun:
         self.stats = Stats()
         self.ledger = Ledger(self.summary, options, self.say)
         self.intake = Intake(settings.attribution)
+        self.event_ids = EventIds()
         self._started = time.monotonic()
         self._tasks = Supervisor(self._task_failed)
         # Made inside the running loop (Python 3.9 binds asyncio objects to the loop they are made in).
@@ -315,8 +319,12 @@ class PipeRun:
                      f"(up to {self.settings.shutdown_timeout:g}s), the rest goes to the outbox")
             self._tasks.start(pump.stop(time.monotonic() + self.settings.shutdown_timeout), "stop on signal")
 
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, interrupted, signal.Signals(signum).name)
+        # Every signal that would otherwise end the process stops the run the same way (see ``stopping``);
+        # one noted during start-up, before the loop existed, is acted on now.
+        for signum in stopping.TERMINATING:
+            loop.add_signal_handler(signum, interrupted, stopping.name(signum))
+        for signum in stopping.take_early()[:1]:
+            interrupted(stopping.name(signum))
 
     def _judge(self, lines: List[Line]) -> List[Queued]:
         """Intake for one block of lines; the hot loop of pipe mode, so lookups are hoisted."""
@@ -327,6 +335,9 @@ class PipeRun:
             if result is None:
                 continue
             if type(result) is Accepted:
+                # Only a line that names "event_id" can carry its own (other ids are unique by construction).
+                if b'"event_id"' in raw and self._reused(result.event_id, number, raw):
+                    continue
                 summary.valid += 1
                 if summary.valid <= MAX_REPORTED_IDS + 1:
                     summary.event_ids.append(result.event_id)
@@ -336,6 +347,21 @@ class PipeRun:
         if lines:
             summary.lines_read = lines[-1][0]
         return accepted
+
+    def _reused(self, event_id: str, number: int, raw: bytes) -> bool:
+        """Whether this line reuses an ``event_id`` of an earlier line (reported here; the line is not sent)."""
+        reuse = self.event_ids.reused(event_id, number, raw)
+        if reuse is None:
+            return False
+        if reuse.same:
+            self.summary.duplicates += 1
+            self.say(f"{self.options.origin}:{number}: duplicate of line {reuse.first_line} (same event_id "
+                     f"{event_id!r}, same content): sent once")
+        else:
+            self._report_invalid(Invalid(
+                number, "$.event_id", f"event_id {event_id!r} is already used by line {reuse.first_line} with "
+                                      "different content; the API would count only one of them", "event_id"))
+        return True
 
     def _report_invalid(self, invalid: Invalid) -> None:
         self.summary.invalid += 1
@@ -361,6 +387,7 @@ class PipeRun:
         if self.ledger.outbox.error and not s.outbox_error:
             s.outbox_error = self.ledger.outbox.error
         s.requests = self.stats.requests
+        s.server_duplicates = self.stats.duplicates
         s.key_rejected = self.stats.key_rejected
         s.seconds = round(time.monotonic() - self._started, 3)
         s.outbox, s.rejects = self.ledger.outbox.used, self.ledger.rejects.used
@@ -405,10 +432,14 @@ def summary_line(summary: Summary, dry_run: bool = False) -> str:
     """The one-line account printed on stderr at the end of every run."""
     s = summary
     read = f"read {_count(s.lines_read, 'line')}: {s.valid} valid, {s.invalid} invalid"
+    if s.duplicates:
+        read += f", {_count(s.duplicates, 'duplicate line')} (sent once)"
     if dry_run:
         return f"dry run: {read}; nothing sent ({s.seconds:.2f}s)"
     text = (f"{read}; delivered {s.delivered}, rejected {s.rejected}, outboxed {s.outboxed}; "
             f"{_count(s.requests, 'request')} in {s.seconds:.2f}s")
+    if s.server_duplicates:
+        text += f"; the API already had {s.server_duplicates} of the delivered (not billed again)"
     if s.interrupted:
         text += f"; {s.interrupted} after line {s.lines_read}"
     if s.internal_error:
