@@ -139,8 +139,9 @@ def socket_directory_owner(path: str) -> Optional[int]:
 
 def check_socket_peer(sock: socket.socket, path: str) -> None:
     """Raise Untrusted unless the process serving the connected Unix socket ``sock`` runs as us,
-    root, or the agent's own user: the owner of the socket's directory when nobody else may
-    create entries there (the Ansible role runs the agent as a system user with such a directory).
+    root, or the agent's own user: a doow-track process whose user owns the socket's directory when
+    nobody else may create entries there (the Ansible role runs the agent as a system user with such
+    a directory).
 
     A socket at the agent's path may have been bound by another local user
     (a stale path in a shared directory): their program would answer "ok"
@@ -150,6 +151,6 @@ def check_socket_peer(sock: socket.socket, path: str) -> None:
     if option is None:
         return
     pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
-    if not trusted_uid(uid) and uid != socket_directory_owner(path):
+    if not trusted_uid(uid) and not (uid == socket_directory_owner(path) and is_doow_track(pid)):
         raise Untrusted(f"the socket {path} is served by {owner_name(uid)} (pid {pid}), not by the agent's user "
                         "or root: another program answers there")
