@@ -11,7 +11,7 @@ import pytest
 
 from doow_track_agent.receiver.faults import Faults
 from tests.support.agent import EVENT, Load, assert_stored_exactly_once, fail_receiver, heal_receiver, wait_for
-from tests.support.cli import BIN, base_env
+from tests.support.cli import BIN, base_env, catches
 
 
 def test_start_status_send_reload_stop(agent, receiver):
@@ -117,15 +117,6 @@ def test_a_spool_from_a_newer_version_is_refused_with_78_and_left_untouched(make
     assert listed.code == 78 and "spool format 99" in listed.err
 
 
-def _caught(pid: int, signum: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            mask = next(int(line.split()[1], 16) for line in status if line.startswith("SigCgt:"))
-    except (OSError, StopIteration):
-        return False
-    return bool(mask >> (signum - 1) & 1)
-
-
 @pytest.mark.parametrize("how", [["--foreground"], ["--daemon"]])
 def test_a_stop_signal_during_start_up_drains_and_exits_0(make_agent, how):
     """Sent the moment the first handler is in place (before imports and the preflight); SIGUSR1 as a
@@ -134,7 +125,7 @@ def test_a_stop_signal_during_start_up_drains_and_exits_0(make_agent, how):
     agent.write_config(pidfile=agent.pidfile)
     child = subprocess.Popen([BIN, "--config", agent.config, *how], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              env=base_env())
-    wait_for(lambda: _caught(child.pid, signal.SIGUSR1), 20, "a handler")
+    wait_for(lambda: catches(child.pid, signal.SIGUSR1), 20, "a handler")
     child.send_signal(signal.SIGUSR1)
     _, err = child.communicate(timeout=30)
     assert child.returncode == 0, err

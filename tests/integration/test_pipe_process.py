@@ -20,7 +20,7 @@ from typing import Iterator, List, Tuple
 import pytest
 
 from doow_track_agent.receiver.server import Receiver
-from tests.support.cli import BIN, KEY, base_env, lines, run
+from tests.support.cli import BIN, KEY, base_env, catches, lines, run
 
 EVENT = {"metric": "api_calls", "quantity": 1, "license_id": "lic_proc"}
 THREE = (lines(EVENT) + b'{"metric":"m","quantity":1,"license_id":"lic_1","timestamp":"0001-01-01T00:00:00+01:00"}\n'
@@ -247,16 +247,6 @@ def test_re_running_the_same_input_under_a_run_id_bills_nothing_twice(receiver, 
     assert receiver.store.count() == 3 and receiver.store.duplicates() == 3
 
 
-def caught(pid: int, signum: int) -> bool:
-    """Whether ``pid`` has a handler for ``signum`` (the SigCgt mask of /proc/PID/status)."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            mask = next(int(line.split()[1], 16) for line in status if line.startswith("SigCgt:"))
-    except (OSError, StopIteration):
-        return False
-    return bool(mask >> (signum - 1) & 1)
-
-
 def unread(stdin) -> int:
     """Bytes written to the child's stdin pipe that it has not read yet."""
     return struct.unpack("i", fcntl.ioctl(stdin.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
@@ -272,7 +262,7 @@ def test_every_signal_that_would_kill_the_run_outboxes_what_was_read_like_sigter
     child.stdin.write(lines(EVENT, EVENT, EVENT))
     child.stdin.flush()
     deadline = time.monotonic() + 20
-    while (unread(child.stdin) or not caught(child.pid, signum)) and time.monotonic() < deadline:
+    while (unread(child.stdin) or not catches(child.pid, signum)) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)  # read is not yet judged: let intake take the block
     child.send_signal(signum)
@@ -289,7 +279,7 @@ def test_a_signal_during_start_up_is_acted_on_not_fatal(free_port, tmp_path):
     child = spawn(["--api-key", KEY, "--endpoint", f"http://127.0.0.1:{free_port}",
                    "--outbox", str(tmp_path / "outbox.ndjson"), "--json"], subprocess.PIPE)
     deadline = time.monotonic() + 20
-    while not caught(child.pid, signal.SIGHUP) and time.monotonic() < deadline:
+    while not catches(child.pid, signal.SIGHUP) and time.monotonic() < deadline:
         time.sleep(0.002)
     child.send_signal(signal.SIGHUP)
     out, err = child.communicate(lines(EVENT), timeout=30)

@@ -50,3 +50,13 @@ def run(args: List[str], stdin: Union[bytes, str, None] = None, env: Optional[Di
 
 def lines(*events: dict) -> bytes:
     return b"".join(json.dumps(event).encode() + b"\n" for event in events)
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether ``pid`` has a handler for ``signum`` (the SigCgt mask of /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            mask = next(int(line.split()[1], 16) for line in status if line.startswith("SigCgt:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(mask >> (signum - 1) & 1)
