@@ -14,12 +14,15 @@ import logging
 import math
 import re
 import time
-from typing import Any, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
 
 from doow_track_agent import redact
 from doow_track_agent.intake import policy, wire
 from doow_track_agent.intake.wire import MAX_QUANTITY
 from doow_track_agent.intake.validation import keep_infinite_text, load_schema, parse_rfc3339, problems
+
+if TYPE_CHECKING:
+    from doow_track_agent.intake.fast_path import FastPath
 
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")
 _LICENSE = re.compile(r"[^\x00-\x1f\x7f]{1,128}\Z")
@@ -30,6 +33,9 @@ _INF = math.inf
 DEDUP_WINDOW_SECONDS = 24 * 3600
 _SPACED_COLON = re.compile(rb'"\s+:')
 _BOM = b"\xef\xbb\xbf"
+# Lines after which a source counts as bulk and intake takes the fast path: building it costs about
+# BREAK_EVEN (msgspec's import, the types built from the schema), which the lines after it pay back.
+BULK_LINES = 2000
 log = logging.getLogger(__name__)
 
 
@@ -38,6 +44,12 @@ class Accepted(NamedTuple):
 
     event_id: str
     body: bytes
+
+
+class OwnId(Accepted):
+    """An Accepted event whose ``event_id`` the line itself gave (so it may repeat an earlier line's)."""
+
+    __slots__ = ()
 
 
 class Invalid(NamedTuple):
@@ -197,13 +209,23 @@ def _has_infinite(value: Any) -> bool:
     return False
 
 
+def _fast_path() -> "Optional[FastPath]":
+    # Imported here, once a run is bulk: msgspec's import would cost a one-event run more than it saves.
+    from doow_track_agent.intake import fast_path
+
+    return fast_path.for_events()
+
+
 class Intake:
     """Turns raw lines into wire events, with the configured default attribution."""
 
     def __init__(self, attribution: Optional[dict] = None) -> None:
         self.attribution = dict(attribution or {})
+        self._attributions = wire.AttributionTexts(self.attribution)
         self.stale_replays = 0
         self._clock = wire.Clock()
+        self._lines = 0  # judged the slow way, until the run turns out to be bulk
+        self._fast: "Optional[FastPath]" = None
 
     def accept(self, raw: bytes, line: int, event_id: Optional[str] = None) -> Union[Accepted, Invalid, None]:
         """Judge one line; None for a blank line (blank lines are not errors).
@@ -232,6 +254,15 @@ class Intake:
             # Sources keep only the first limit + 1 bytes of an overlong line: its real length is unknown here.
             return Invalid(line, "$", f"line is longer than {policy.MAX_LINE_BYTES // 1024} KiB "
                                       f"(at most {policy.MAX_LINE_BYTES} bytes allowed)", "size")
+        fast = self._fast
+        if fast is not None:
+            event = fast.event(raw)
+            if event is not None:  # no escape, no secret marker in the line (see fast_path): no scan for them
+                return self._admit(event, raw, line, event_id, fast)
+        else:
+            self._lines += 1
+            if self._lines == BULK_LINES:
+                self._fast = _fast_path()
         try:
             event = parse_line(raw)
         except UnicodeDecodeError as exc:
@@ -251,19 +282,25 @@ class Intake:
             if found:
                 # Schema messages quote the offending value, which may be a key pasted in the wrong field.
                 return Invalid(line, found[0][0], redact.scrub_keys(_listed(found)), "schema")
+        return self._admit(event, raw, line, event_id, None)
+
+    def _admit(self, event: dict, raw: bytes, line: int, event_id: Optional[str],
+               fast: "Optional[FastPath]") -> Union[Accepted, Invalid]:
+        """The policy beyond the schema, then the wire event; ``fast``: the line came the fast way (no secret)."""
         unprintable = policy.name_problem(event)
         if unprintable:
             return Invalid(line, unprintable[0], unprintable[1], "schema")
-        secret = policy.find_secret(raw, event)
+        secret = None if fast else policy.find_secret(raw, event)
         if secret:
             return Invalid(line, secret[0], f"value looks like {secret[1]}; never send secrets as event data", "secret")
         oversized = policy.size_problem(event)
         if oversized:
             return Invalid(line, oversized[0], oversized[1], "size")
-        return self._enrich(event, event_id)
+        return self._enrich(event, event_id, fast)
 
-    def _enrich(self, event: dict, default_id: Optional[str]) -> Accepted:
-        event_id = event.get("event_id") or default_id or wire.new_uuid4()
+    def _enrich(self, event: dict, default_id: Optional[str], fast: "Optional[FastPath]") -> Accepted:
+        own_id = event.get("event_id")
+        event_id = own_id or default_id or wire.new_uuid4()
         stamp = event.get("timestamp")
         if stamp:
             moment = parse_rfc3339(stamp)
@@ -272,4 +309,6 @@ class Intake:
                 self.stale_replays += 1
         else:
             occurred_at = self._clock.now()
-        return Accepted(event_id, wire.encode_event(event, event_id, occurred_at, self.attribution))
+        attribution = event.get("attribution")
+        text = self._attributions.text(attribution, fast.key(attribution) if fast and attribution else None)
+        return (OwnId if own_id else Accepted)(event_id, wire.encode_event(event, event_id, occurred_at, text))

@@ -50,9 +50,14 @@ def _strings(value: Any, path: str) -> Iterator[Tuple[str, str]]:
             yield from _strings(item, f"{path}[{index}]")
 
 
+def may_hide_secret(raw: bytes) -> bool:
+    """Whether a line's text holds a secret marker or a JSON escape (which could spell one); False: no secret."""
+    return _MARKERS.search(raw) is not None
+
+
 def find_secret(raw: bytes, event: dict) -> Optional[Tuple[str, str]]:
     """Return ``(json_path, kind)`` of the first secret-looking value, or None."""
-    if _MARKERS.search(raw) is None:
+    if not may_hide_secret(raw):
         return None
     for path, text in _strings(event, "$"):
         kind = secret_kind(text)

@@ -27,10 +27,18 @@ class LineSplitter:
     def feed(self, data: bytes) -> List[Line]:
         """Return the lines completed by ``data``."""
         parts = data.split(b"\n")
+        tail = parts.pop()
         lines: List[Line] = []
-        for part in parts[:-1]:
-            lines.append(self._complete(part))
-        self._keep(parts[-1])
+        if parts and (self._partial or self._overlong):
+            lines.append(self._complete(parts.pop(0)))
+        if parts:
+            if len(data) > self.limit and len(max(parts, key=len)) > self.limit:
+                parts = [part[: self.limit + 1] for part in parts]
+            # Numbered in C (zip, range): this runs once per line of every input.
+            first = self.count + 1
+            self.count += len(parts)
+            lines.extend(zip(range(first, self.count + 1), parts))
+        self._keep(tail)
         return lines
 
     def finish(self) -> List[Line]:

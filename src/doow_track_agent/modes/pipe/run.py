@@ -22,7 +22,7 @@ from doow_track_agent.config import Settings
 from doow_track_agent.delivery.pump import Pump, Queued
 from doow_track_agent.exits import EX_DATAERR, EX_NOPERM, EX_OK, EX_SOFTWARE, EX_TEMPFAIL
 from doow_track_agent.intake import wire
-from doow_track_agent.intake.events import Accepted, Intake, Invalid
+from doow_track_agent.intake.events import Accepted, Intake, Invalid, OwnId
 from doow_track_agent.intake.reuse import EventIds
 from doow_track_agent.modes.pipe import outbox
 from doow_track_agent.sources.lines import Line, read_lines
@@ -329,21 +329,20 @@ class PipeRun:
     def _judge(self, lines: List[Line]) -> List[Queued]:
         """Intake for one block of lines; the hot loop of pipe mode, so lookups are hoisted."""
         accepted: List[Queued] = []
-        summary, accept, run_id = self.summary, self.intake.accept, self.options.run_id
+        keep, accept, run_id, queued = accepted.append, self.intake.accept, self.options.run_id, tuple.__new__
         for number, raw in lines:
             result = accept(raw, number, wire.derived_id(f"run:{run_id}", number, raw) if run_id else None)
-            if result is None:
-                continue
-            if type(result) is Accepted:
-                # Only a line that names "event_id" can carry its own (other ids are unique by construction).
-                if b'"event_id"' in raw and self._reused(result.event_id, number, raw):
-                    continue
-                summary.valid += 1
-                if summary.valid <= MAX_REPORTED_IDS + 1:
-                    summary.event_ids.append(result.event_id)
-                accepted.append(Queued(number, result.event_id, result.body))
-            else:
+            kind = type(result)
+            # Only a line that gives its own event_id can reuse one (other ids are unique by construction).
+            if kind is Accepted or (kind is OwnId and not self._reused(result.event_id, number, raw)):
+                keep(queued(Queued, (number,) + result))  # Queued(number, *result), without a Python-level __new__
+            elif kind is Invalid:
                 self._report_invalid(result)
+        summary = self.summary
+        summary.valid += len(accepted)
+        room = MAX_REPORTED_IDS + 1 - len(summary.event_ids)
+        if room > 0:
+            summary.event_ids.extend(event.event_id for event in accepted[:room])
         if lines:
             summary.lines_read = lines[-1][0]
         return accepted

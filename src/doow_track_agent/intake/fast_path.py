@@ -1,0 +1,263 @@
+"""The one-pass fast path: the event schema as msgspec types, so a valid line is parsed and checked in C.
+
+The types are built from ``schemas/event.schema.json`` when a run turns out
+to be bulk (see ``events.BULK_LINES``), so the JSON Schema stays the one
+definition of a valid event.  Each keyword the builder knows becomes a
+msgspec constraint read exactly as the strict validator reads it (patterns
+ending in ``$`` are anchored at the true end, as ``validation`` does); a
+property using any other keyword is left out of the types, and a line that
+uses it goes the slow way (``parse_line`` -> ``precheck`` -> jsonschema),
+which also words every error.  So does every line msgspec refuses.
+
+What msgspec cannot see is checked on the raw line around it:
+
+* duplicate keys: msgspec keeps the last value, so the keys it decoded are
+  counted against the ``":`` in the line, as ``parse_line`` does; a key the
+  types leave out (unknown, or using an unknown keyword) is not decoded and
+  fails the same count;
+* secrets and lone surrogates: a line holding a secret marker or any JSON
+  escape goes the slow way, where ``policy`` locates them;
+* ``format: date-time``: the same ``parse_rfc3339`` the schema's format
+  checker uses.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import types
+from functools import lru_cache
+from typing import Annotated, Any, Callable, Dict, List, Literal, Optional, Tuple, TypedDict, Union
+
+import msgspec
+
+from doow_track_agent.intake import policy
+from doow_track_agent.intake.validation import load_schema, parse_rfc3339
+
+# Keywords that only annotate; validation ignores them, and so does the builder.
+_ANNOTATIONS = frozenset(("$schema", "$id", "title", "description", "default", "examples", "$comment"))
+_STRING_KEYWORDS = frozenset(("minLength", "maxLength", "pattern"))
+_NUMBER_BOUNDS = {"minimum": "ge", "maximum": "le", "exclusiveMinimum": "gt", "exclusiveMaximum": "lt"}
+_OBJECT_KEYWORDS = frozenset(("properties", "additionalProperties", "required", "maxProperties", "minProperties",
+                              "propertyNames"))
+# A prefilter, one pass over the line: no match means no JSON escape, no secret marker (policy's, each
+# alternative loosened to start with a character rare in event JSON) and no JSON whitespace (only with
+# whitespace can a key be spelt ``"key" :``, which the duplicate-key count would miss).
+_MAYBE_SLOW = re.compile(rb"\\|k_|yJ|Bearer|A[KS]IA|PRIVATE KEY| |\t|\r|\n")
+_SPACED_COLON = re.compile(rb'"\s+:')
+
+
+class _Unsupported(Exception):
+    """A keyword (or a combination) the builder does not translate."""
+
+
+def _anchored(pattern: str) -> str:
+    # msgspec searches with Python's re, as the strict validator does: anchor ``$`` the same way.
+    return pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
+
+
+def _meta(**constraints: Any) -> Any:
+    given = {name: value for name, value in constraints.items() if value is not None}
+    return msgspec.Meta(**given) if given else None
+
+
+def _constrained(kind: Any, meta: Any) -> Any:
+    return Annotated[kind, meta] if meta is not None else kind
+
+
+def _string(schema: dict) -> Any:
+    pattern = schema.get("pattern")
+    if pattern is not None and type(pattern) is not str:
+        raise _Unsupported("pattern")
+    return _constrained(str, _meta(min_length=schema.get("minLength"), max_length=schema.get("maxLength"),
+                                   pattern=_anchored(pattern) if pattern is not None else None))
+
+
+def _bound(value: Any, integral: bool) -> Any:
+    if type(value) not in (int, float) or (type(value) is float and not math.isfinite(value)):
+        raise _Unsupported("bound")
+    if integral and type(value) is not int:
+        raise _Unsupported("non-integral bound on an integer")
+    if not integral and float(value) != value:
+        raise _Unsupported("bound a double cannot hold")  # msgspec compares doubles; the schema compares exactly
+    return value
+
+
+def _number(schema: dict, integral: bool) -> Any:
+    bounds = {_NUMBER_BOUNDS[key]: _bound(schema[key], integral) for key in _NUMBER_BOUNDS if key in schema}
+    return _constrained(int if integral else float, _meta(**bounds))
+
+
+def _object(schema: dict) -> Any:
+    properties = schema.get("properties")
+    extra = schema.get("additionalProperties", True)
+    if properties is not None:
+        if extra is not False and extra is not True:
+            raise _Unsupported("additionalProperties with properties")
+        if "maxProperties" in schema or "minProperties" in schema or "propertyNames" in schema:
+            raise _Unsupported("property counts with properties")
+        return _record(properties, schema.get("required", []))
+    if "required" in schema:
+        raise _Unsupported("required without properties")
+    keys = _property_names(schema.get("propertyNames", True))
+    values = Any if extra is True else type_of(extra)
+    if extra is False:
+        raise _Unsupported("an object that must be empty")
+    return _constrained(Dict[keys, values], _meta(min_length=schema.get("minProperties"),
+                                                  max_length=schema.get("maxProperties")))
+
+
+def _property_names(schema: Any) -> Any:
+    if schema is True:
+        return str
+    if type(schema) is not dict or set(schema) - _ANNOTATIONS - _STRING_KEYWORDS:
+        raise _Unsupported("propertyNames")
+    return _string(schema)
+
+
+def _record(properties: dict, required: List[str], dated: Optional[List[str]] = None) -> Any:
+    """A TypedDict of the properties the builder can translate; the rest are left out (see the module doc)."""
+    fields: Dict[str, Any] = {}
+    for name, subschema in properties.items():
+        try:
+            fields[name] = type_of(subschema, dated is not None)
+        except _Unsupported:
+            if name in required:
+                raise
+            continue
+        if dated is not None and type(subschema) is dict and "format" in subschema:
+            dated.append(name)
+    must = {name: kind for name, kind in fields.items() if name in required}
+    may = {name: kind for name, kind in fields.items() if name not in required}
+    base = TypedDict("Required", must)  # type: ignore[misc]
+    return types.new_class("Event", (base,), {"total": False}, lambda namespace: namespace.update(
+        {"__annotations__": may, "__module__": __name__}))
+
+
+_MEMBERS: Dict[str, Callable[[dict], Any]] = {
+    "string": _string,
+    "number": lambda schema: Union[_number(schema, integral=True), _number(schema, integral=False)],
+    "integer": lambda schema: _number(schema, integral=True),
+    "boolean": lambda schema: bool,
+    "null": lambda schema: type(None),
+    "object": _object,
+}
+_FAMILY = {"string": _STRING_KEYWORDS, "number": frozenset(_NUMBER_BOUNDS), "integer": frozenset(_NUMBER_BOUNDS),
+           "object": _OBJECT_KEYWORDS, "boolean": frozenset(), "null": frozenset()}
+
+
+def type_of(schema: Any, top_level: bool = False) -> Any:
+    """The msgspec type that accepts exactly what ``schema`` accepts; raises _Unsupported otherwise.
+
+    ``format: date-time`` is taken (as a plain string) only for a top-level
+    property, whose value ``FastPath.event`` then parses as the schema's
+    format checker does.
+    """
+    if schema is True:
+        return Any
+    if type(schema) is not dict:
+        raise _Unsupported("schema")
+    keywords = set(schema) - _ANNOTATIONS
+    if "enum" in schema:
+        options = schema["enum"]
+        if keywords != {"enum"} or not options or not all(type(option) is str for option in options):
+            raise _Unsupported("enum")
+        return Literal[tuple(options)]
+    names = schema.get("type")
+    names = [names] if type(names) is str else names
+    if type(names) is not list or not names or not all(name in _MEMBERS for name in names):
+        raise _Unsupported("type")
+    known = {"type"}.union(*(_FAMILY[name] for name in names))
+    if top_level and schema.get("format") == "date-time" and names == ["string"]:
+        known.add("format")
+    if keywords - known:
+        raise _Unsupported(", ".join(sorted(keywords - known)))
+    members = tuple(_MEMBERS[name](schema) for name in names)
+    return Union[members] if len(members) > 1 else members[0]
+
+
+def _key_count(value: Any) -> int:
+    count, items = (len(value), value.values()) if type(value) is dict else (0, value)
+    for item in items:
+        kind = type(item)
+        if kind is dict or kind is list:
+            count += _key_count(item)
+    return count
+
+
+class FastPath:
+    """The event schema as one msgspec decoder, plus the raw-line checks msgspec cannot make."""
+
+    def __init__(self, schema: dict) -> None:
+        """Raises _Unsupported when the schema's top level is beyond the builder (then there is no fast path)."""
+        if schema.get("type") != "object" or "properties" not in schema:
+            raise _Unsupported("top level")
+        if set(schema) - _ANNOTATIONS - {"type", "properties", "required", "additionalProperties"}:
+            raise _Unsupported("top-level keyword")
+        if schema.get("additionalProperties", True) is not True and schema["additionalProperties"] is not False:
+            raise _Unsupported("additionalProperties")
+        self.key: Callable[[Any], bytes] = msgspec.json.Encoder().encode  # tells apart 1, 1.0 and true
+        self.dated: List[str] = []
+        self._decode = msgspec.json.Decoder(_record(schema["properties"], schema.get("required", []),
+                                                    self.dated)).decode
+        # The properties whose values hold keys, for the duplicate-key count: flat ones (keys of scalars
+        # only) are counted by len(), the others walked.
+        nesting = [name for name, sub in schema["properties"].items() if _may_nest(sub)]
+        self.flat: Tuple[str, ...] = tuple(name for name in nesting if _flat(schema["properties"][name]))
+        self.deep: Tuple[str, ...] = tuple(name for name in nesting if name not in self.flat)
+
+    def event(self, raw: bytes) -> Optional[dict]:
+        """The event ``raw`` holds when the schema certainly accepts it; None means: take the slow way.
+
+        ``raw`` is one stripped line without BOM.  An event returned has no
+        duplicate key, no JSON escape, no secret marker, and every date-time
+        parses; what policy checks on the parsed event is still to be done.
+        """
+        if _MAYBE_SLOW.search(raw) is not None and (policy.may_hide_secret(raw) or _SPACED_COLON.search(raw)):
+            return None
+        try:
+            event = self._decode(raw)
+        except (msgspec.MsgspecError, RecursionError):
+            return None
+        count = len(event)
+        for name in self.flat:
+            value = event.get(name)
+            if value:
+                count += len(value)
+        for name in self.deep:
+            value = event.get(name)
+            if value:
+                count += _key_count(value)
+        if raw.count(b'":') != count:
+            return None
+        for name in self.dated:
+            stamp = event.get(name)
+            if stamp is not None and parse_rfc3339(stamp) is None:
+                return None
+        return event
+
+
+def _may_nest(schema: Any) -> bool:
+    """Whether a value ``schema`` accepts may be an object or an array (for the builder's types: string enums)."""
+    if type(schema) is not dict:
+        return True
+    if "enum" in schema:
+        return False
+    names = schema.get("type", ["object"])
+    return bool({"object", "array"}.intersection([names] if type(names) is str else names))
+
+
+def _flat(schema: dict) -> bool:
+    """An object schema whose values are all scalars (its key count is its length)."""
+    children = list(schema.get("properties", {}).values()) + [schema.get("additionalProperties", True)]
+    return "array" not in str(schema.get("type")) and not any(_may_nest(child) for child in children
+                                                              if child is not False)
+
+
+@lru_cache(maxsize=None)
+def for_events() -> Optional[FastPath]:
+    """The fast path of the shipped event schema, built once per process; None if the schema is beyond it."""
+    try:
+        return FastPath(load_schema("event"))
+    except _Unsupported:
+        return None
