@@ -219,13 +219,15 @@ def _fast_path() -> "Optional[FastPath]":
 class Intake:
     """Turns raw lines into wire events, with the configured default attribution."""
 
-    def __init__(self, attribution: Optional[dict] = None) -> None:
+    def __init__(self, attribution: Optional[dict] = None, bulk_after: int = BULK_LINES) -> None:
+        """``bulk_after``: lines judged the slow way before intake takes the fast path (0: from the first)."""
         self.attribution = dict(attribution or {})
-        self._attributions = wire.AttributionTexts(self.attribution)
         self.stale_replays = 0
+        self._attributions = wire.AttributionTexts(self.attribution)
         self._clock = wire.Clock()
         self._lines = 0  # judged the slow way, until the run turns out to be bulk
-        self._fast: "Optional[FastPath]" = None
+        self._bulk_after = bulk_after
+        self._fast: "Optional[FastPath]" = _fast_path() if bulk_after <= 0 else None
 
     def accept(self, raw: bytes, line: int, event_id: Optional[str] = None) -> Union[Accepted, Invalid, None]:
         """Judge one line; None for a blank line (blank lines are not errors).
@@ -261,7 +263,7 @@ class Intake:
                 return self._admit(event, raw, line, event_id, fast)
         else:
             self._lines += 1
-            if self._lines == BULK_LINES:
+            if self._lines == self._bulk_after:
                 self._fast = _fast_path()
         try:
             event = parse_line(raw)

@@ -47,7 +47,7 @@ _MAYBE_SLOW = re.compile(rb"\\|k_|yJ|Bearer|A[KS]IA|PRIVATE KEY| |\t|\r|\n")
 _SPACED_COLON = re.compile(rb'"\s+:')
 
 
-class _Unsupported(Exception):
+class Unsupported(Exception):
     """A keyword (or a combination) the builder does not translate."""
 
 
@@ -68,18 +68,18 @@ def _constrained(kind: Any, meta: Any) -> Any:
 def _string(schema: dict) -> Any:
     pattern = schema.get("pattern")
     if pattern is not None and type(pattern) is not str:
-        raise _Unsupported("pattern")
+        raise Unsupported("pattern")
     return _constrained(str, _meta(min_length=schema.get("minLength"), max_length=schema.get("maxLength"),
                                    pattern=_anchored(pattern) if pattern is not None else None))
 
 
 def _bound(value: Any, integral: bool) -> Any:
     if type(value) not in (int, float) or (type(value) is float and not math.isfinite(value)):
-        raise _Unsupported("bound")
+        raise Unsupported("bound")
     if integral and type(value) is not int:
-        raise _Unsupported("non-integral bound on an integer")
+        raise Unsupported("non-integral bound on an integer")
     if not integral and float(value) != value:
-        raise _Unsupported("bound a double cannot hold")  # msgspec compares doubles; the schema compares exactly
+        raise Unsupported("bound a double cannot hold")  # msgspec compares doubles; the schema compares exactly
     return value
 
 
@@ -93,16 +93,16 @@ def _object(schema: dict) -> Any:
     extra = schema.get("additionalProperties", True)
     if properties is not None:
         if extra is not False and extra is not True:
-            raise _Unsupported("additionalProperties with properties")
+            raise Unsupported("additionalProperties with properties")
         if "maxProperties" in schema or "minProperties" in schema or "propertyNames" in schema:
-            raise _Unsupported("property counts with properties")
+            raise Unsupported("property counts with properties")
         return _record(properties, schema.get("required", []))
     if "required" in schema:
-        raise _Unsupported("required without properties")
+        raise Unsupported("required without properties")
     keys = _property_names(schema.get("propertyNames", True))
     values = Any if extra is True else type_of(extra)
     if extra is False:
-        raise _Unsupported("an object that must be empty")
+        raise Unsupported("an object that must be empty")
     return _constrained(Dict[keys, values], _meta(min_length=schema.get("minProperties"),
                                                   max_length=schema.get("maxProperties")))
 
@@ -111,7 +111,7 @@ def _property_names(schema: Any) -> Any:
     if schema is True:
         return str
     if type(schema) is not dict or set(schema) - _ANNOTATIONS - _STRING_KEYWORDS:
-        raise _Unsupported("propertyNames")
+        raise Unsupported("propertyNames")
     return _string(schema)
 
 
@@ -121,7 +121,7 @@ def _record(properties: dict, required: List[str], dated: Optional[List[str]] = 
     for name, subschema in properties.items():
         try:
             fields[name] = type_of(subschema, dated is not None)
-        except _Unsupported:
+        except Unsupported:
             if name in required:
                 raise
             continue
@@ -147,7 +147,7 @@ _FAMILY = {"string": _STRING_KEYWORDS, "number": frozenset(_NUMBER_BOUNDS), "int
 
 
 def type_of(schema: Any, top_level: bool = False) -> Any:
-    """The msgspec type that accepts exactly what ``schema`` accepts; raises _Unsupported otherwise.
+    """The msgspec type that accepts exactly what ``schema`` accepts; raises Unsupported otherwise.
 
     ``format: date-time`` is taken (as a plain string) only for a top-level
     property, whose value ``FastPath.event`` then parses as the schema's
@@ -156,22 +156,22 @@ def type_of(schema: Any, top_level: bool = False) -> Any:
     if schema is True:
         return Any
     if type(schema) is not dict:
-        raise _Unsupported("schema")
+        raise Unsupported("schema")
     keywords = set(schema) - _ANNOTATIONS
     if "enum" in schema:
         options = schema["enum"]
         if keywords != {"enum"} or not options or not all(type(option) is str for option in options):
-            raise _Unsupported("enum")
+            raise Unsupported("enum")
         return Literal[tuple(options)]
     names = schema.get("type")
     names = [names] if type(names) is str else names
     if type(names) is not list or not names or not all(name in _MEMBERS for name in names):
-        raise _Unsupported("type")
+        raise Unsupported("type")
     known = {"type"}.union(*(_FAMILY[name] for name in names))
     if top_level and schema.get("format") == "date-time" and names == ["string"]:
         known.add("format")
     if keywords - known:
-        raise _Unsupported(", ".join(sorted(keywords - known)))
+        raise Unsupported(", ".join(sorted(keywords - known)))
     members = tuple(_MEMBERS[name](schema) for name in names)
     return Union[members] if len(members) > 1 else members[0]
 
@@ -189,13 +189,13 @@ class FastPath:
     """The event schema as one msgspec decoder, plus the raw-line checks msgspec cannot make."""
 
     def __init__(self, schema: dict) -> None:
-        """Raises _Unsupported when the schema's top level is beyond the builder (then there is no fast path)."""
+        """Raises Unsupported when the schema's top level is beyond the builder (then there is no fast path)."""
         if schema.get("type") != "object" or "properties" not in schema:
-            raise _Unsupported("top level")
+            raise Unsupported("top level")
         if set(schema) - _ANNOTATIONS - {"type", "properties", "required", "additionalProperties"}:
-            raise _Unsupported("top-level keyword")
+            raise Unsupported("top-level keyword")
         if schema.get("additionalProperties", True) is not True and schema["additionalProperties"] is not False:
-            raise _Unsupported("additionalProperties")
+            raise Unsupported("additionalProperties")
         self.key: Callable[[Any], bytes] = msgspec.json.Encoder().encode  # tells apart 1, 1.0 and true
         self.dated: List[str] = []
         self._decode = msgspec.json.Decoder(_record(schema["properties"], schema.get("required", []),
@@ -259,5 +259,5 @@ def for_events() -> Optional[FastPath]:
     """The fast path of the shipped event schema, built once per process; None if the schema is beyond it."""
     try:
         return FastPath(load_schema("event"))
-    except _Unsupported:
+    except Unsupported:
         return None

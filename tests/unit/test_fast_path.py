@@ -1,0 +1,183 @@
+"""The msgspec fast path (issue 16) judges every line exactly as the slow path does, and accepts only what the schema accepts.
+
+Lines are written key by key, so that they can hold what a dict cannot:
+duplicate keys (top level and nested), spaced colons, raw number tokens at
+the edges (2^53 - 1, 2^53, 1e400, -0.0, 5e-324, 1E5), escapes (lone and
+paired surrogates, control characters), raw non-ASCII and DEL, overlong
+strings, null and booleans in every field, unknown keys, odd time zone
+offsets and fractions, secret markers, a BOM.  For each list of lines, an
+intake on the fast path and one on the slow path (same default id, same
+clock, same default attribution) must give the same Accepted bytes or the
+same Invalid, line after line (so the remembered attribution texts are
+checked too).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import string
+import subprocess
+import sys
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from doow_track_agent import samples
+from doow_track_agent.intake import fast_path, wire
+from doow_track_agent.intake.events import Intake, parse_line
+from doow_track_agent.intake.validation import load_schema, problems
+
+FAST = fast_path.for_events()
+EXAMPLES = int(os.environ.get("FAST_PATH_EXAMPLES", "600"))  # raise it to search harder after changing the fast path
+PROPERTIES = sorted(load_schema("event")["properties"])
+NUMBER_TOKENS = ["1", "0", "-1", "0.5", "11.39", "2633", "9007199254740991", "9007199254740992", "9007199254740991.0",
+                 "1e400", "-1e400", "1e-400", "-0.0", "-0", "5e-324", "2.4703282292062328e-324", "1E5", "1e+5",
+                 "1.0", "1.7976931348623157e308", "18446744073709551616", "123456789012345678901234567890",
+                 "0.1000000000000000055511151231257827", "true", "false", "null", '"1"']
+ODD_TEXT = ["", "a", "lic_1", "api_calls", "é", "\u2028", "\x7f", "\x85", "\U0001f600", "tab\there", "a b",
+            "dk_live_0123456789", "Bearer abcdefghijk", "eyJhbGciOi.eyJzdWIiOi.", "AKIAABCDEFGHIJKLMNOP", "x\":y",
+            "a" * 64, "a" * 65, "a" * 128, "a" * 129, "a" * 256, "a" * 257, "é" * 129, "k_", "yJ"]
+STRING_TOKENS = ['"\\ud800"', '"\\udc00x"', '"\\ud83d\\ude00"', '"\\u0000"', '"\\u001f"', '"\\/"', '"\\u0041"']
+OFFSETS = ["Z", "z", "+00:00", "-00:00", "+05:30", "-12:45", "+23:59", "+24:00", "-01:60", ""]
+NAMES = st.text(alphabet=string.ascii_letters + string.digits + "_.:-", min_size=1, max_size=12)
+STAMPS = st.builds(lambda date, time, fraction, offset: f"{date}T{time}{fraction}{offset}",
+                   st.sampled_from(["2026-11-24", "0001-01-01", "9999-12-31", "2024-02-29", "2026-02-29", "2026-13-01"]),
+                   st.sampled_from(["10:00:00", "00:00:00", "23:59:59", "23:59:60", "24:00:00"]),
+                   st.sampled_from(["", ".5", ".123", ".999999999", ".1234567891", "."]),
+                   st.sampled_from(OFFSETS))
+
+
+def _string(text: str, ascii_only: bool) -> str:
+    return json.dumps(text, ensure_ascii=ascii_only)
+
+
+@st.composite
+def tokens(draw, key: str) -> str:
+    """A JSON value (as text) for ``key``: fitting it, or at the edges of any type."""
+    ascii_only = draw(st.booleans())
+    odd = draw(st.integers(0, 9)) == 0  # most values fit, so that the fast path is reached; some never do
+    names = st.sampled_from(ODD_TEXT) if odd else NAMES
+    scalar = st.one_of(st.sampled_from(NUMBER_TOKENS), st.sampled_from(STRING_TOKENS),
+                       names.map(lambda text: _string(text, ascii_only)))
+    fitting = {
+        "metric": names.map(lambda text: _string(text, ascii_only)),
+        "license_id": names.map(lambda text: _string(text, ascii_only)),
+        "quantity": st.sampled_from(NUMBER_TOKENS) if odd else st.sampled_from(["1", "0.5", "2633", "1E5", "5e-324"]),
+        "unit": st.one_of(st.just("null"), names.map(lambda text: _string(text, ascii_only))),
+        "kind": st.sampled_from(['"USAGE"', '"ADJUSTMENT"', '"usage"', "null"] if odd else ['"USAGE"', '"ADJUSTMENT"']),
+        "timestamp": STAMPS.map(lambda text: _string(text, True)),
+        "source_system": names.map(lambda text: _string(text, ascii_only)),
+        "event_id": names.map(lambda text: _string(text, ascii_only)),
+        "attribution": st.one_of(st.just("null"), objects(names, scalar)),
+        "metadata": st.one_of(st.just("null"), objects(names, st.one_of(scalar, objects(names, scalar)))),
+        "metric_tuple_hint": st.one_of(st.just("null"), objects(
+            st.sampled_from(["app_name", "license_name", "metric_name", "other"]), scalar)),
+    }.get(key, scalar)
+    return draw(scalar if odd and draw(st.booleans()) else fitting)
+
+
+def objects(keys, values):
+    """A JSON object as text, keys possibly repeated, spaced or not."""
+    return st.builds(lambda pairs, colon, comma: "{" + comma.join(f"{json.dumps(k)}{colon}{v}" for k, v in pairs) + "}",
+                     st.lists(st.tuples(keys, values), max_size=4), st.sampled_from([":"] * 6 + [" :", ": "]),
+                     st.sampled_from([","] * 4 + [", "]))
+
+
+@st.composite
+def lines(draw) -> bytes:
+    keys = ["metric", "quantity", "license_id"] + draw(st.lists(st.sampled_from(PROPERTIES * 4 + ["odd"]), max_size=4))
+    keys = [key for key in keys if draw(st.integers(0, 30))] or keys  # now and then a required key is missing
+    if draw(st.integers(0, 5)) == 0:
+        keys = draw(st.permutations(keys))
+    colon = draw(st.sampled_from([":"] * 6 + [" :", ": ", "\t:"]))
+    comma = draw(st.sampled_from([","] * 4 + [", "]))
+    text = "{" + comma.join(f'"{key}"{colon}{draw(tokens(key))}' for key in keys) + "}"
+    raw = text.encode("utf-8", "surrogatepass")
+    if draw(st.integers(0, 8)) == 0:
+        raw = draw(st.sampled_from([b"\xef\xbb\xbf", b"  ", b"\t"])) + raw + draw(st.sampled_from([b"", b" ", b"\r"]))
+    if draw(st.integers(0, 30)) == 0:
+        at = draw(st.integers(0, len(raw)))
+        raw = raw[:at] + draw(st.binary(min_size=1, max_size=2)) + raw[at:]
+    return raw
+
+
+class FixedClock(wire.Clock):
+    def now(self) -> str:
+        return "2026-11-24T10:00:00.000Z"
+
+
+def intake(fast: bool, attribution: dict) -> Intake:
+    judge = Intake(attribution, bulk_after=0 if fast else 10 ** 9)
+    judge._clock = FixedClock()  # both paths stamp the same read time
+    return judge
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(lines(), min_size=1, max_size=3), st.sampled_from([{}, {"env": "prod"}, {"env": "prod", "k": 1}]))
+def test_the_fast_path_judges_every_line_as_the_slow_path_does(raws, attribution):
+    fast, slow = intake(True, attribution), intake(False, attribution)
+    for number, raw in enumerate(raws, 1):
+        assert fast.accept(raw, number, "fixed-id") == slow.accept(raw, number, "fixed-id"), raw
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(lines())
+def test_what_the_fast_path_takes_the_schema_accepts_with_no_duplicate_key(raw):
+    event = FAST.event(raw.strip())
+    if event is not None:
+        assert problems("event", event) == [], raw
+        assert same(parse_line(raw.strip()), event), raw  # the strict parse: no duplicate key, same values
+
+
+def same(left, right) -> bool:
+    """Equal, and of the same types all the way down (1 is not 1.0 nor True, -0.0 is not 0.0)."""
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, dict):
+        return list(left) == list(right) and all(same(left[key], right[key]) for key in left)
+    if isinstance(left, list):
+        return len(left) == len(right) and all(same(a, b) for a, b in zip(left, right))
+    if isinstance(left, float):
+        return left == right and math.copysign(1, left) == math.copysign(1, right)
+    return left == right
+
+
+def test_attributions_differing_only_in_type_keep_their_own_text():
+    judge = intake(True, {"env": "prod"})
+    bodies = [json.loads(judge.accept(b'{"metric":"m","quantity":1,"license_id":"l","attribution":{"a":%s}}' % value,
+                                      1).body)["attribution"]["a"] for value in (b"1", b"1.0", b"true", b'"1"', b"1")]
+    assert [(type(value), value) for value in bodies] == [(int, 1), (float, 1.0), (bool, True), (str, "1"), (int, 1)]
+
+
+def test_the_common_shapes_take_the_fast_path():
+    """Without this, a fast path that refused everything would pass the properties above."""
+    every_field = (b'{"metric":"tokens","quantity":2.5,"license_id":"lic_\xc3\xa9","unit":"tokens","kind":"ADJUSTMENT",'
+                   b'"timestamp":"2026-11-24T10:00:00.123+05:30","source_system":"billing","event_id":"e-1",'
+                   b'"attribution":{"model":"gpt-4o","n":3,"on":true},"metadata":{"job":{"id":[1,2]}},'
+                   b'"metric_tuple_hint":{"app_name":"a","license_name":"b"},"unit":null}')
+    for raw in samples.lines(200) + [every_field.replace(b',"unit":null', b"")]:
+        assert FAST.event(raw) is not None, raw
+    assert FAST.event(every_field) is None  # a repeated key goes the slow way
+
+
+def test_a_keyword_the_builder_does_not_know_leaves_its_property_to_the_slow_path():
+    schema = json.loads(json.dumps(load_schema("event")))
+    schema["properties"]["unit"]["multipleOf"] = 2
+    path = fast_path.FastPath(schema)
+    assert path.event(b'{"metric":"m","quantity":1,"license_id":"l"}') is not None
+    assert path.event(b'{"metric":"m","quantity":1,"license_id":"l","unit":"u"}') is None
+    schema["properties"]["quantity"]["multipleOf"] = 2  # a required property: no fast path at all
+    try:
+        fast_path.FastPath(schema)
+    except fast_path.Unsupported:
+        return
+    raise AssertionError("a schema beyond the builder was taken")
+
+
+def test_a_short_run_never_imports_msgspec():
+    code = ("import sys; from doow_track_agent.intake.events import Intake; judge = Intake();"
+            "[judge.accept(b'{\"metric\":\"m\",\"quantity\":1,\"license_id\":\"l\"}', n) for n in range(1, 100)];"
+            "print('msgspec' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
