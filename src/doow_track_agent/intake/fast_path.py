@@ -115,23 +115,70 @@ def _property_names(schema: Any) -> Any:
     return _string(schema)
 
 
-def _record(properties: dict, required: List[str], dated: Optional[List[str]] = None) -> Any:
-    """A TypedDict of the properties the builder can translate; the rest are left out (see the module doc)."""
+def _record(properties: dict, required: List[str], checks: Optional[List[Tuple[str, "_Remembered"]]] = None) -> Any:
+    """A TypedDict of the properties the builder can translate; the rest are left out (see the module doc).
+
+    ``checks`` (top level only) receives the string checks lifted out of the
+    types: ``format: date-time`` (which msgspec cannot check) and ``pattern``
+    (which it checks at a Python call per value; remembered here instead).
+    """
     fields: Dict[str, Any] = {}
     for name, subschema in properties.items():
+        lifted = []
+        if checks is not None and type(subschema) is dict:
+            subschema, lifted = _lift_string_checks(subschema)
         try:
-            fields[name] = type_of(subschema, dated is not None)
+            fields[name] = type_of(subschema)
         except Unsupported:
             if name in required:
                 raise
             continue
-        if dated is not None and type(subschema) is dict and "format" in subschema:
-            dated.append(name)
+        if checks is not None:
+            checks.extend((name, check) for check in lifted)
     must = {name: kind for name, kind in fields.items() if name in required}
     may = {name: kind for name, kind in fields.items() if name not in required}
     base = TypedDict("Required", must)  # type: ignore[misc]
     return types.new_class("Event", (base,), {"total": False}, lambda namespace: namespace.update(
         {"__annotations__": may, "__module__": __name__}))
+
+
+def _lift_string_checks(schema: dict) -> "Tuple[dict, List[_Remembered]]":
+    """``schema`` without its pattern and date-time format, and those as checks of a string value."""
+    names = schema.get("type")
+    names = [names] if type(names) is str else names or []
+    if "string" not in names or "object" in names or "array" in names:  # lifted checks take hashable values
+        return schema, []
+    rest, lifted = dict(schema), []
+    pattern = rest.pop("pattern", None)
+    if type(pattern) is str:
+        lifted.append(_Remembered(re.compile(_anchored(pattern)).search))
+    elif pattern is not None:
+        raise Unsupported("pattern")
+    if rest.get("format") == "date-time":
+        del rest["format"]
+        lifted.append(_Remembered(parse_rfc3339))
+    return rest, lifted
+
+
+class _Remembered:
+    """A test of a string value that remembers the values that passed: bulk input repeats its names and times."""
+
+    LIMIT = 4096  # values remembered per test, then forgotten all at once
+
+    def __init__(self, test: Callable[[str], Any]) -> None:
+        self.test = test
+        self.passed: set = set()
+
+    def passes(self, value: Any) -> bool:
+        """Whether ``value`` passes (the test returns something other than None); a non-string always does."""
+        if type(value) is not str or value in self.passed:
+            return True
+        if self.test(value) is None:
+            return False
+        if len(self.passed) >= self.LIMIT:
+            self.passed.clear()
+        self.passed.add(value)
+        return True
 
 
 _MEMBERS: Dict[str, Callable[[dict], Any]] = {
@@ -146,13 +193,8 @@ _FAMILY = {"string": _STRING_KEYWORDS, "number": frozenset(_NUMBER_BOUNDS), "int
            "object": _OBJECT_KEYWORDS, "boolean": frozenset(), "null": frozenset()}
 
 
-def type_of(schema: Any, top_level: bool = False) -> Any:
-    """The msgspec type that accepts exactly what ``schema`` accepts; raises Unsupported otherwise.
-
-    ``format: date-time`` is taken (as a plain string) only for a top-level
-    property, whose value ``FastPath.event`` then parses as the schema's
-    format checker does.
-    """
+def type_of(schema: Any) -> Any:
+    """The msgspec type that accepts exactly what ``schema`` accepts; raises Unsupported otherwise."""
     if schema is True:
         return Any
     if type(schema) is not dict:
@@ -168,8 +210,6 @@ def type_of(schema: Any, top_level: bool = False) -> Any:
     if type(names) is not list or not names or not all(name in _MEMBERS for name in names):
         raise Unsupported("type")
     known = {"type"}.union(*(_FAMILY[name] for name in names))
-    if top_level and schema.get("format") == "date-time" and names == ["string"]:
-        known.add("format")
     if keywords - known:
         raise Unsupported(", ".join(sorted(keywords - known)))
     members = tuple(_MEMBERS[name](schema) for name in names)
@@ -197,9 +237,11 @@ class FastPath:
         if schema.get("additionalProperties", True) is not True and schema["additionalProperties"] is not False:
             raise Unsupported("additionalProperties")
         self.key: Callable[[Any], bytes] = msgspec.json.Encoder().encode  # tells apart 1, 1.0 and true
-        self.dated: List[str] = []
+        lifted: List[Tuple[str, _Remembered]] = []
         self._decode = msgspec.json.Decoder(_record(schema["properties"], schema.get("required", []),
-                                                    self.dated)).decode
+                                                    lifted)).decode
+        # (name, values that passed, the check): a remembered value costs one set lookup.
+        self.checks = [(name, check.passed, check.passes) for name, check in lifted]
         # The properties whose values hold keys, for the duplicate-key count: flat ones (keys of scalars
         # only) are counted by len(), the others walked.
         nesting = [name for name, sub in schema["properties"].items() if _may_nest(sub)]
@@ -230,9 +272,9 @@ class FastPath:
                 count += _key_count(value)
         if raw.count(b'":') != count:
             return None
-        for name in self.dated:
-            stamp = event.get(name)
-            if stamp is not None and parse_rfc3339(stamp) is None:
+        for name, passed, passes in self.checks:
+            value = event.get(name)
+            if value is not None and value not in passed and not passes(value):
                 return None
         return event
 
