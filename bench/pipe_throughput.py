@@ -81,6 +81,31 @@ def pipe_run(client: str, events_file: str, events: int, latency_ms: int, workdi
             "command": f"{prefix}{shown.replace(url, 'URL')} < events.ndjson"}
 
 
+def dry_run_cpu_s(events_file: str) -> float:
+    """CPU seconds (user+sys) of ``doow-track --dry-run`` on ``events_file``: start-up, reading and intake, no delivery."""
+    command, env = client_commands("http://127.0.0.1:9")["doow-track"]
+    with open(events_file, "rb") as stdin:
+        child = subprocess.Popen([*command, "--dry-run"], stdin=stdin, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        _, _, usage = os.wait4(child.pid, 0)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_split(events_file: str, events: int, full_cpu_us: float, workdir: str, repeat: int) -> "dict[str, float]":
+    """doow-track's CPU per event split into start-up, intake (read + judge) and delivery, from dry runs.
+
+    Start-up is a one-event dry run spread over ``events``; intake is the
+    dry run of all events less that; delivery is the full run's CPU less the
+    dry run's.  Medians of ``repeat`` runs each.
+    """
+    one_event = os.path.join(workdir, "one.ndjson")
+    with open(one_event, "wb") as handle:
+        handle.write(samples.lines(1)[0] + b"\n")
+    start_up = statistics.median(dry_run_cpu_s(one_event) for _ in range(repeat)) / events * 1e6
+    dry = statistics.median(dry_run_cpu_s(events_file) for _ in range(repeat)) / events * 1e6
+    return {"start-up": start_up, "intake": dry - start_up, "delivery": full_cpu_us - dry}
+
+
 FIGURES = ("rate", "cpu_us", "requests", "lost", "peak_mb", "seconds")
 
 
@@ -135,10 +160,15 @@ def main() -> None:
     for table in tables:
         for row in table.values():
             print(f"  {row['latency']} ms, {row['client']}: events/s of the runs: {row['all_rates']}")
+    split = cpu_split(events_file, args.events, tables[0]["doow-track"]["cpu_us"], workdir, args.repeat)
+    print(f"\ndoow-track CPU per event at {args.latency[0]} ms, split by --dry-run runs: "
+          + ", ".join(f"{part} {us:.1f} us" for part, us in split.items()))
     print(f"\ndoow-track --version: {version_ms():.0f} ms (median of 15)")
     print("\ncommands (URL: a fresh `doow-track receiver --latency-ms N` per run):")
     for row in tables[0].values():
         print(f"  {row['client']}: {row['command']}")
+    print(f"  doow-track split: {tables[0]['doow-track']['command'].replace(' < events.ndjson', '')} --dry-run "
+          "< events.ndjson, and the same with one event")
     print("  peak MB is the client process's own max RSS, CPU its user+sys (wait4 rusage of that child)")
     shutil.rmtree(workdir, ignore_errors=True)
 

@@ -29,6 +29,7 @@ _LICENSE = re.compile(r"[^\x00-\x1f\x7f]{1,128}\Z")
 _EVENT_KEYS = frozenset(load_schema("event")["properties"])
 _HINT_KEYS = frozenset(("app_name", "license_name", "metric_name"))
 _INF = math.inf
+_new = tuple.__new__
 # Billing APIs de-duplicate on event_id for about a day; a replay older than that may count twice.
 DEDUP_WINDOW_SECONDS = 24 * 3600
 _SPACED_COLON = re.compile(rb'"\s+:')
@@ -248,7 +249,7 @@ class Intake:
 
     def _judge(self, raw: bytes, line: int, event_id: Optional[str]) -> Union[Accepted, Invalid, None]:
         raw = raw.strip()
-        if raw[:3] == _BOM:  # editors on Windows start files with one; concatenated files carry it mid-stream
+        if raw.startswith(_BOM):  # editors on Windows start files with one; concatenated files carry it mid-stream
             raw = raw[3:].lstrip()
         if not raw:
             return None
@@ -313,4 +314,5 @@ class Intake:
             occurred_at = self._clock.now()
         attribution = event.get("attribution")
         text = self._attributions.text(attribution, fast.key(attribution) if fast and attribution else None)
-        return (OwnId if own_id else Accepted)(event_id, wire.encode_event(event, event_id, occurred_at, text))
+        body = wire.encode_event(event, event_id, occurred_at, text)
+        return _new(OwnId if own_id else Accepted, (event_id, body))  # without NamedTuple's Python-level __new__
