@@ -14,7 +14,8 @@ import logging
 import math
 import re
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Tuple, Union
 
 from doow_track_agent import redact
 from doow_track_agent.intake import policy, wire
@@ -217,6 +218,13 @@ def _fast_path() -> "Optional[FastPath]":
     return fast_path.for_events()
 
 
+@lru_cache(maxsize=4096)
+def _occurred_at(stamp: str) -> Tuple[str, float]:
+    """A valid timestamp's wire text and its Unix time (seconds), remembered as ``parse_rfc3339`` remembers."""
+    moment = parse_rfc3339(stamp)
+    return wire.format_timestamp(moment), moment.timestamp()
+
+
 class Intake:
     """Turns raw lines into wire events, with the configured default attribution."""
 
@@ -306,9 +314,8 @@ class Intake:
         event_id = own_id or default_id or wire.new_uuid4()
         stamp = event.get("timestamp")
         if stamp:
-            moment = parse_rfc3339(stamp)
-            occurred_at = wire.format_timestamp(moment)
-            if "event_id" in event and time.time() - moment.timestamp() > DEDUP_WINDOW_SECONDS:
+            occurred_at, seconds = _occurred_at(stamp)
+            if "event_id" in event and time.time() - seconds > DEDUP_WINDOW_SECONDS:
                 self.stale_replays += 1
         else:
             occurred_at = self._clock.now()

@@ -51,6 +51,7 @@ def rfc3339_problem(value: str) -> Optional[str]:
     return None if isinstance(parsed, datetime) else parsed
 
 
+@lru_cache(maxsize=4096)  # bulk input repeats its timestamps (a replayed outbox: one per millisecond of the run)
 def _parse_rfc3339(value: str) -> Union[datetime, str]:
     """The UTC datetime, or the reason there is none."""
     match = _RFC3339.match(value)
