@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Tuple, Union
 
 from doow_track_agent import redact
-from doow_track_agent.intake import policy, wire
+from doow_track_agent.intake import keys, policy, wire
 from doow_track_agent.intake.wire import MAX_QUANTITY
 from doow_track_agent.intake.validation import keep_infinite_text, load_schema, parse_rfc3339, problems
 
@@ -33,7 +33,6 @@ _INF = math.inf
 _new = tuple.__new__
 # Billing APIs de-duplicate on event_id for about a day; a replay older than that may count twice.
 DEDUP_WINDOW_SECONDS = 24 * 3600
-_SPACED_COLON = re.compile(rb'"\s+:')
 _BOM = b"\xef\xbb\xbf"
 # Lines after which a source counts as bulk and intake takes the fast path.  Building it costs about
 # 9 ms of CPU (msgspec's import about 6 ms, the types from the schema), and each line judged the fast way
@@ -152,23 +151,12 @@ _STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs
 _scan = _DECODER.scan_once  # the C scanner itself: json.loads' checks cost more than the parse of a short line
 
 
-def _key_count(value: Any) -> int:
-    count, items = (len(value), value.values()) if type(value) is dict else (0, value)
-    for item in items:
-        kind = type(item)
-        if kind is dict or kind is list:
-            count += _key_count(item)
-    return count
-
-
 def parse_line(raw: bytes) -> Any:
     """Parse one JSON line strictly: no NaN/Infinity, no duplicate keys.
 
     Checking every object for duplicate keys doubles the cost of parsing, so
-    it only happens when it might matter: each key in compact JSON is
-    followed by ``":``, and when the line holds exactly as many of those as
-    the parsed objects hold keys (and no ``"key" :`` spelling), no key was
-    repeated.  Anything else is parsed again with the per-object check.
+    it only happens when counting keys (see ``keys``) cannot prove there is
+    none: then the line is parsed again with the per-object check.
     """
     text = raw.decode("utf-8")
     try:
@@ -177,7 +165,7 @@ def parse_line(raw: bytes) -> Any:
         end = -1
     if end != len(text):
         value = _DECODER.decode(text)  # raises the precise error (or accepts leading blanks)
-    if type(value) in (dict, list) and (raw.count(b'":') != _key_count(value) or _SPACED_COLON.search(raw)):
+    if type(value) in (dict, list) and (raw.count(b'":') != keys.key_count(value) or keys.SPACED_COLON.search(raw)):
         _STRICT_DECODER.decode(text)
     return value
 

@@ -4,21 +4,28 @@ The types are built from ``schemas/event.schema.json`` when a run turns out
 to be bulk (see ``events.BULK_LINES``), so the JSON Schema stays the one
 definition of a valid event.  Each keyword the builder knows becomes a
 msgspec constraint read exactly as the strict validator reads it (patterns
-ending in ``$`` are anchored at the true end, as ``validation`` does); a
-property using any other keyword is left out of the types, and a line that
-uses it goes the slow way (``parse_line`` -> ``precheck`` -> jsonschema),
-which also words every error.  So does every line msgspec refuses.
+anchored by ``validation.anchored``); a property using any other keyword is
+left out of the types, and a line that uses it goes the slow way
+(``parse_line`` -> ``precheck`` -> jsonschema), which also words every
+error.  So does every line msgspec refuses.  A top-level string's
+``pattern`` and ``format: date-time`` are checked after the decode, once
+per distinct value (bulk input repeats its names and times; msgspec would
+call ``re`` for every value).
 
 What msgspec cannot see is checked on the raw line around it:
 
 * duplicate keys: msgspec keeps the last value, so the keys it decoded are
-  counted against the ``":`` in the line, as ``parse_line`` does; a key the
+  counted against the line (``keys``), as ``parse_line`` does; a key the
   types leave out (unknown, or using an unknown keyword) is not decoded and
   fails the same count;
 * secrets and lone surrogates: a line holding a secret marker or any JSON
   escape goes the slow way, where ``policy`` locates them;
 * ``format: date-time``: the same ``parse_rfc3339`` the schema's format
   checker uses.
+
+The types are TypedDicts, so an event decodes to the same dict, keys in
+the line's order, that the slow path parses, and both paths encode it with
+the one ``wire.encode_event``.
 """
 
 from __future__ import annotations
@@ -31,8 +38,8 @@ from typing import Annotated, Any, Callable, Dict, List, Literal, Optional, Tupl
 
 import msgspec
 
-from doow_track_agent.intake import policy
-from doow_track_agent.intake.validation import load_schema, parse_rfc3339
+from doow_track_agent.intake import keys, policy
+from doow_track_agent.intake.validation import anchored, load_schema, parse_rfc3339
 
 # Keywords that only annotate; validation ignores them, and so does the builder.
 _ANNOTATIONS = frozenset(("$schema", "$id", "title", "description", "default", "examples", "$comment"))
@@ -44,16 +51,10 @@ _OBJECT_KEYWORDS = frozenset(("properties", "additionalProperties", "required", 
 # alternative loosened to start with a character rare in event JSON) and no JSON whitespace (only with
 # whitespace can a key be spelt ``"key" :``, which the duplicate-key count would miss).
 _MAYBE_SLOW = re.compile(rb"\\|k_|yJ|Bearer|A[KS]IA|PRIVATE KEY| |\t|\r|\n")
-_SPACED_COLON = re.compile(rb'"\s+:')
 
 
 class Unsupported(Exception):
     """A keyword (or a combination) the builder does not translate."""
-
-
-def _anchored(pattern: str) -> str:
-    # msgspec searches with Python's re, as the strict validator does: anchor ``$`` the same way.
-    return pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
 
 
 def _meta(**constraints: Any) -> Any:
@@ -70,7 +71,7 @@ def _string(schema: dict) -> Any:
     if pattern is not None and type(pattern) is not str:
         raise Unsupported("pattern")
     return _constrained(str, _meta(min_length=schema.get("minLength"), max_length=schema.get("maxLength"),
-                                   pattern=_anchored(pattern) if pattern is not None else None))
+                                   pattern=anchored(pattern).pattern if pattern is not None else None))
 
 
 def _bound(value: Any, integral: bool) -> Any:
@@ -151,7 +152,7 @@ def _lift_string_checks(schema: dict) -> "Tuple[dict, List[_Remembered]]":
     rest, lifted = dict(schema), []
     pattern = rest.pop("pattern", None)
     if type(pattern) is str:
-        lifted.append(_Remembered(re.compile(_anchored(pattern)).search))
+        lifted.append(_Remembered(anchored(pattern).search))
     elif pattern is not None:
         raise Unsupported("pattern")
     if rest.get("format") == "date-time":
@@ -216,15 +217,6 @@ def type_of(schema: Any) -> Any:
     return Union[members] if len(members) > 1 else members[0]
 
 
-def _key_count(value: Any) -> int:
-    count, items = (len(value), value.values()) if type(value) is dict else (0, value)
-    for item in items:
-        kind = type(item)
-        if kind is dict or kind is list:
-            count += _key_count(item)
-    return count
-
-
 class FastPath:
     """The event schema as one msgspec decoder, plus the raw-line checks msgspec cannot make."""
 
@@ -255,7 +247,7 @@ class FastPath:
         duplicate key, no JSON escape, no secret marker, and every date-time
         parses; what policy checks on the parsed event is still to be done.
         """
-        if _MAYBE_SLOW.search(raw) is not None and (policy.may_hide_secret(raw) or _SPACED_COLON.search(raw)):
+        if _MAYBE_SLOW.search(raw) is not None and (policy.may_hide_secret(raw) or keys.SPACED_COLON.search(raw)):
             return None
         try:
             event = self._decode(raw)
@@ -269,7 +261,7 @@ class FastPath:
         for name in self.deep:
             value = event.get(name)
             if value:
-                count += _key_count(value)
+                count += keys.key_count(value)
         if raw.count(b'":') != count:
             return None
         for name, passed, passes in self.checks:

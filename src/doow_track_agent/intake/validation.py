@@ -97,14 +97,15 @@ def _is_finite_integer(_checker: Any, instance: Any) -> bool:
 
 
 @lru_cache(maxsize=None)
-def _anchored(pattern: str) -> "re.Pattern[str]":
+def anchored(pattern: str) -> "re.Pattern[str]":
+    """A schema ``pattern`` compiled as validation reads it: a final ``$`` means the true end (``\\Z``)."""
     if pattern.endswith("$") and not pattern.endswith("\\$"):
         pattern = pattern[:-1] + r"\Z"
     return re.compile(pattern)
 
 
 def _strict_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
-    if validator.is_type(instance, "string") and not _anchored(pattern).search(instance):
+    if validator.is_type(instance, "string") and not anchored(pattern).search(instance):
         from jsonschema import ValidationError
 
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
@@ -249,7 +250,7 @@ _KEYWORDS = {
     "$ref": _fits_ref,
     "properties": _fits_properties,
     "enum": _fits_enum,
-    "pattern": lambda _r, pattern, v: type(v) is not str or _anchored(pattern).search(v) is not None,
+    "pattern": lambda _r, pattern, v: type(v) is not str or anchored(pattern).search(v) is not None,
     "minLength": lambda _r, bound, v: _length(bound, v, longest=False),
     "maxLength": lambda _r, bound, v: _length(bound, v, longest=True),
     "minimum": lambda _r, bound, v: type(v) not in (int, float) or v >= bound,
