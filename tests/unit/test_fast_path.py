@@ -20,6 +20,7 @@ import os
 import string
 import subprocess
 import sys
+import tracemalloc
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -181,3 +182,20 @@ def test_a_short_run_never_imports_msgspec():
             "[judge.accept(b'{\"metric\":\"m\",\"quantity\":1,\"license_id\":\"l\"}', n) for n in range(1, 100)];"
             "print('msgspec' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_remembered_attribution_texts_keep_memory_bounded():
+    """600 distinct attributions of 32 escaped 256-character values (about 50 KB of text each): under 8 MB held."""
+    judge = intake(True, {})
+    values = "é" * 255
+    lines = [json.dumps({"metric": "m", "quantity": 1, "license_id": "l",
+                         "attribution": {f"k{key}": values + str(n % 10) for key in range(31)} | {"n": n}},
+                        ensure_ascii=False).encode() for n in range(600)]
+    tracemalloc.start()
+    try:
+        for number, raw in enumerate(lines, 1):
+            assert judge.accept(raw, number, "fixed-id").body
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2 ** 20, peak

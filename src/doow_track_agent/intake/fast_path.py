@@ -164,7 +164,7 @@ def _lift_string_checks(schema: dict) -> "Tuple[dict, List[_Remembered]]":
 class _Remembered:
     """A test of a string value that remembers the values that passed: bulk input repeats its names and times."""
 
-    LIMIT = 4096  # values remembered per test, then forgotten all at once
+    LIMIT = 1024  # values remembered per test (a few hundred KB at most), then forgotten all at once
 
     def __init__(self, test: Callable[[str], Any]) -> None:
         self.test = test

@@ -183,12 +183,13 @@ class AttributionTexts:
     ``true`` included): the fast path uses msgspec's JSON of the attribution.
     """
 
-    LIMIT = 4096  # texts remembered: about 1 MB at most, then forgotten all at once
+    LIMIT = 1 << 20  # characters remembered (texts and keys), then all forgotten at once: memory stays bounded
 
     def __init__(self, default: dict) -> None:
         self.default = default
         self.bare = attribution_text(None, default)  # an event without attribution of its own
         self._known: dict = {}
+        self._size = 0
 
     def text(self, attribution: Optional[dict], key: Optional[bytes] = None) -> str:
         """The wire text; ``key`` (or None: nothing remembered) as the class says."""
@@ -198,9 +199,12 @@ class AttributionTexts:
             return attribution_text(attribution, self.default)
         known = self._known.get(key)
         if known is None:
-            if len(self._known) >= self.LIMIT:
+            known = attribution_text(attribution, self.default)
+            self._size += len(known) + len(key)
+            if self._size > self.LIMIT:
                 self._known.clear()
-            known = self._known[key] = attribution_text(attribution, self.default)
+                self._size = len(known) + len(key)
+            self._known[key] = known
         return known
 
 
