@@ -82,7 +82,7 @@ def pipe_run(client: str, events_file: str, events: int, latency_ms: int, workdi
 
 
 def dry_run_cpu_s(events_file: str) -> float:
-    """CPU seconds (user+sys) of ``doow-track --dry-run`` on ``events_file``: start-up, reading and intake, no delivery."""
+    """CPU seconds (user+sys) of ``doow-track --dry-run`` on ``events_file``: start-up, reading, intake; no delivery."""
     command, env = client_commands("http://127.0.0.1:9")["doow-track"]
     with open(events_file, "rb") as stdin:
         child = subprocess.Popen([*command, "--dry-run"], stdin=stdin, env=env, stdout=subprocess.DEVNULL,
