@@ -191,6 +191,7 @@ class PipeRun:
         self._memory: Optional[MemoryQueue] = None
         self._blocks: "Optional[asyncio.Queue[Optional[List[Line]]]]" = None
         self._reader: Optional[Reader] = None
+        self._release_signals: Optional[Callable[[], None]] = None
 
     def say(self, text: str) -> None:
         """One diagnostic line on stderr (never the key: nothing here ever holds it)."""
@@ -207,6 +208,8 @@ class PipeRun:
         except Exception as error:  # nobody foresaw it: exit 70, and still nothing read is lost
             self._recover(loop, error)
         finally:
+            if self._release_signals is not None:
+                self._release_signals()
             loop.close()
         return self.summary
 
@@ -321,8 +324,7 @@ class PipeRun:
 
         # Every signal that would otherwise end the process stops the run the same way (see ``stopping``);
         # one noted during start-up, before the loop existed, is acted on now.
-        for signum in stopping.TERMINATING:
-            loop.add_signal_handler(signum, interrupted, stopping.name(signum))
+        self._release_signals = stopping.hand_over(loop, lambda signum: interrupted(stopping.name(signum)))
         for signum in stopping.take_early()[:1]:
             interrupted(stopping.name(signum))
 
