@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
+import zlib
 from typing import List
 
 from hypothesis import given, settings
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 from doow_track_agent.buffers.spool import Spool
 from doow_track_agent.buffers.spool_file import ROW_OVERHEAD, row_size
 from doow_track_agent.buffers.spool_writer import ranges
-from doow_track_agent.delivery.pump import Batch, Queued, gzipped
+from doow_track_agent.delivery.pump import Batch, Queued, _deflater, gzipped
 from doow_track_agent.intake.events import Accepted
 from doow_track_agent.intake.wire import BATCH_OVERHEAD, BatchBudget, batch_body
 from doow_track_agent.stats import Stats
@@ -84,3 +86,14 @@ def test_the_spool_fits_events_as_one_row_at_a_time_would(rows, max_bytes: int, 
     if events:
         assert row_size(events[0]) == len(rows[0][0]) + len(rows[0][1]) + ROW_OVERHEAD
 
+
+def test_without_isal_bodies_are_gzipped_by_zlib(monkeypatch) -> None:
+    body = batch_body("0" * 36, [b'{"quantity":1}'] * 200)
+    with_isal = gzipped(body)
+    monkeypatch.setitem(sys.modules, "isal", None)  # as on a platform without its wheel
+    _deflater.cache_clear()
+    try:
+        assert _deflater() is zlib
+        assert gzip.decompress(gzipped(body)) == gzip.decompress(with_isal) == body
+    finally:
+        _deflater.cache_clear()
