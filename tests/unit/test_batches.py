@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from doow_track_agent.buffers.spool import Spool
 from doow_track_agent.buffers.spool_file import ROW_OVERHEAD, row_size
-from doow_track_agent.buffers.spool_writer import ranges
+from doow_track_agent.buffers.spool_writer import ROWS_PER_INSERT, ranges, statement_sizes
 from doow_track_agent.delivery.pump import Batch, Queued, _deflater, gzipped
 from doow_track_agent.intake.events import Accepted
 from doow_track_agent.intake.wire import BATCH_OVERHEAD, BatchBudget, batch_body
@@ -97,3 +97,10 @@ def test_without_isal_bodies_are_gzipped_by_zlib(monkeypatch) -> None:
         assert gzip.decompress(gzipped(body)) == gzip.decompress(with_isal) == body
     finally:
         _deflater.cache_clear()
+
+
+@given(st.integers(min_value=0, max_value=5000))
+def test_inserts_use_few_statement_sizes_for_any_number_of_rows(rows: int) -> None:
+    sizes = statement_sizes(rows)
+    assert sum(sizes) == rows
+    assert set(sizes) <= {ROWS_PER_INSERT} | {1 << bit for bit in range(9)}

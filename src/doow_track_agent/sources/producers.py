@@ -40,7 +40,7 @@ from doow_track_agent.stats import Source, Stats
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 64 * 1024         # bytes per read: a producer writing ahead gets ~280 events per commit and reply
+READ_SIZE = 16 * 1024
 CHUNKS_IN_FLIGHT = 4      # per connection: read ahead while earlier chunks commit
 TOKEN_TIMEOUT = 10.0      # seconds a TCP connection has to send its token line
 CONNECTION_RESERVE = 64   # descriptors kept for the spool, logs, health and delivery
