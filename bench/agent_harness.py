@@ -95,13 +95,23 @@ class AgentProcess:
         return 0.0
 
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as handle:
-            fields = handle.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User+sys CPU seconds of the whole agent process."""
+        return _cpu(f"/proc/{self.pid}/stat")
+
+    def loop_cpu_seconds(self) -> float:
+        """User+sys CPU seconds of the agent's main thread, the event loop (intake, sources, delivery);
+        the rest of ``cpu_seconds`` is the spool writer's and other threads'."""
+        return _cpu(f"/proc/{self.pid}/task/{self.pid}/stat")
 
     def stop(self) -> None:
         subprocess.run([*CLI, "stop", "--config", self.config, "--pidfile", self.pidfile, "--timeout", "60"],
                        stdout=subprocess.DEVNULL, check=False)
+
+
+def _cpu(stat: str) -> float:
+    with open(stat) as handle:
+        fields = handle.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _flood(path: str, seconds: float, limit: Optional[int], window: int, out: "multiprocessing.Queue") -> None:

@@ -30,7 +30,7 @@ def sustained(agent: AgentProcess, receiver: ReceiverProcess, seconds: float) ->
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    stored_before, cpu_before = receiver.stored(), agent.cpu_seconds()
+    stored_before, cpu_before, loop_before = receiver.stored(), agent.cpu_seconds(), agent.loop_cpu_seconds()
     started = time.monotonic()
     acked, refused = flood(agent.socket, 4, seconds)
     elapsed = time.monotonic() - started
@@ -43,14 +43,18 @@ def sustained(agent: AgentProcess, receiver: ReceiverProcess, seconds: float) ->
         time.sleep(0.1)
     backlog_seconds = time.monotonic() - drain_started
     cpu_drained = agent.cpu_seconds() - cpu_before
+    loop_drained = agent.loop_cpu_seconds() - loop_before
     peak_backlog = max((depth for depth, _ in samples), default=0)
     print(f"socket intake, 4 producers, {elapsed:.0f} s:")
     print(f"  acknowledged (spooled)     {acked / elapsed:>10,.0f} events/s   ({acked:,} events, {refused} refused)")
     print(f"  delivered meanwhile        {stored_during / elapsed:>10,.0f} events/s   (stored at the receiver)")
     print(f"  spool depth: peak {peak_backlog:,}, drained {backlog_seconds:.1f} s after the producers stopped")
     print(f"  agent CPU {cpu / elapsed * 100:.0f}% of one core, peak RSS {max((m for _, m in samples), default=0):.0f} MB")
-    print(f"  agent CPU per acknowledged event: {cpu_drained / max(acked, 1) * 1e6:.1f} µs "
+    per_event = 1e6 / max(acked, 1)
+    print(f"  agent CPU per acknowledged event: {cpu_drained * per_event:.1f} µs "
           f"(intake, spool and delivery: user+sys from the first event until the spool is drained)")
+    print(f"    of which the event loop {loop_drained * per_event:.1f} µs (sources, intake, delivery), "
+          f"other threads {(cpu_drained - loop_drained) * per_event:.1f} µs (the spool writer)")
 
 
 def latency(agent: AgentProcess, seconds: float) -> None:

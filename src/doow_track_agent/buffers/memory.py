@@ -13,7 +13,7 @@ import itertools
 import time
 from typing import Any, Deque, List, Optional, Tuple
 
-from doow_track_agent.delivery.pump import Queued
+from doow_track_agent.delivery.pump import BODY, Queued
 from doow_track_agent.intake.wire import BatchBudget
 
 QUEUE_EVENTS = 20_000
@@ -48,9 +48,11 @@ class MemoryQueue:
         return len(self._items), (self._arrivals[0][0] if self._arrivals else None)
 
     def lease(self, max_events: int, max_bytes: int) -> List[Queued]:
-        count = BatchBudget(max_bytes).fill(event.body for event in itertools.islice(self._items, max_events))
-        popleft = self._items.popleft
-        taken = [popleft() for _ in range(count)]
+        taken = list(itertools.islice(self._items, max_events))
+        count = BatchBudget(max_bytes).fill(map(BODY, taken))
+        del taken[count:]
+        for _ in itertools.repeat(None, count):
+            self._items.popleft()
         self._consume_arrivals(count)
         if len(self._items) < self._capacity:
             self.room.set()

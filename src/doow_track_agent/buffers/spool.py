@@ -24,6 +24,8 @@ commands read it offline through ``spool_offline``.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import logging
 import os
 import sqlite3
@@ -42,12 +44,12 @@ from doow_track_agent.buffers.spool_file import (
     create,
     db_path,
     lock_directory,
-    row_size,
+    row_sizes,
     warn_if_lost,
     write_state,
 )
 from doow_track_agent.buffers.spool_writer import Op, Writer, synchronous
-from doow_track_agent.delivery.pump import Queued
+from doow_track_agent.delivery.pump import BODY, REF, Queued, as_queued
 from doow_track_agent.intake.events import DEDUP_WINDOW_SECONDS, Accepted
 from doow_track_agent.intake.wire import BatchBudget
 from doow_track_agent.secure_files import ensure_directory
@@ -190,16 +192,12 @@ class Spool:
         return fitting, future
 
     def _fit(self, events: Sequence[Accepted]) -> Tuple[int, int]:
-        """How many of ``events`` fit under ``maxBytes``, and their bytes."""
-        fitting, reserved = 0, 0
-        for event in events:
-            size = row_size(event)
-            if self._bytes + reserved + size > self.max_bytes:
-                self.full = True
-                break
-            fitting += 1
-            reserved += size
-        return fitting, reserved
+        """How many of ``events`` fit under ``maxBytes``, and their bytes (running sums, in C)."""
+        ends = list(itertools.accumulate(row_sizes(events)))
+        fitting = bisect.bisect_right(ends, self.max_bytes - self._bytes)
+        if fitting < len(ends):
+            self.full = True
+        return fitting, ends[fitting - 1] if fitting else 0
 
     def _appended(self, future: "asyncio.Future[None]", count: int, size: int,
                   error: Optional[BaseException], last_id: int, source: Optional[Source]) -> None:
@@ -254,14 +252,11 @@ class Spool:
             rows = self._reader.execute(
                 "SELECT id, event_id, body FROM events WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
                 (self._cursor, self._committed, wanted)).fetchall()
-            taken = 0
-            for ref, event_id, body in rows:
-                if not budget.fits(body):
-                    break
-                batch.append(Queued(ref, event_id, body))
-                budget.add(body)
-                self._cursor = ref
-                taken += 1
+            # Rows are (id, event_id, body), the order of Queued's fields: measured and made a batch at a time.
+            taken = budget.fill(map(BODY, rows))
+            batch.extend(map(as_queued, rows[:taken]))
+            if taken:
+                self._cursor = rows[taken - 1][0]
             if taken == len(rows) < wanted:
                 self._cursor = self._committed  # nothing else committed below it: ids may be sparse
             while self._groups and self._groups[0][0] <= self._cursor:
@@ -276,7 +271,7 @@ class Spool:
 
     def delivered(self, events: List[Queued]) -> None:
         if events:
-            self._remove("delete", [event.ref for event in events], events)
+            self._remove("delete", list(map(REF, events)), events)
 
     def rejected(self, events: List[Tuple[Queued, str]]) -> None:
         """Permanently refused events go to the dead-letter table, reason and all."""
@@ -302,7 +297,7 @@ class Spool:
         Until then the rows stay in the table, so a crash meanwhile only sends them again
         with the same event_ids; retrying frees their space as soon as the disk allows.
         """
-        size = sum(map(row_size, events))
+        size = sum(row_sizes(events))
         dead = len(rows) if kind == "dead" else 0
 
         def done(error: Optional[BaseException], _: int) -> None:

@@ -12,12 +12,14 @@ wrong assumptions: ``SpoolFormatError`` carries exit status 78 (EX_CONFIG).
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import logging
+import operator
 import os
 import sqlite3
 import time
-from typing import Union
+from typing import Iterator, Sequence, Union
 
 from doow_track_agent.delivery.pump import Queued
 from doow_track_agent.exits import EX_CONFIG
@@ -58,7 +60,16 @@ class SpoolFormatError(SpoolError):
 
 def row_size(event: Union[Accepted, Queued]) -> int:
     """What one event counts against ``spool.maxBytes``, in bytes."""
-    return len(event.body) + len(event.event_id) + ROW_OVERHEAD
+    return next(row_sizes([event]))
+
+
+def row_sizes(events: Sequence[Union[Accepted, Queued]]) -> Iterator[int]:
+    """``row_size`` of each event: body, event_id and ``ROW_OVERHEAD``, computed in C a batch at a time."""
+    lengths = map(operator.add, map(len, map(_BODY, events)), map(len, map(_EVENT_ID, events)))
+    return map(operator.add, lengths, itertools.repeat(ROW_OVERHEAD))
+
+
+_BODY, _EVENT_ID = operator.attrgetter("body"), operator.attrgetter("event_id")  # Accepted's and Queued's
 
 
 class SpoolLocked(SpoolError):

@@ -10,6 +10,8 @@ its group is committed.
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import logging
 import os
 import queue
@@ -21,11 +23,12 @@ from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 from doow_track_agent.buffers import checkpoints
 from doow_track_agent.buffers.checkpoints import Checkpoint
 from doow_track_agent.buffers.spool_file import SpoolError, connect
+from doow_track_agent.intake.events import Accepted
 
 log = logging.getLogger(__name__)
 
 MAX_GROUP = 20000  # ops per commit at most, so one commit never holds the file for long
-NOW = "(julianday('now') - 2440587.5) * 86400.0"  # Unix time, computed by SQLite
+ROWS_PER_INSERT = 400  # 2 variables a row and 1: under the 999 that SQLite before 3.32 allows a statement
 
 
 def synchronous(fsync: str) -> str:
@@ -157,10 +160,9 @@ class Writer(threading.Thread):
                 checkpoints.save(conn, op.checkpoint)
             if not op.rows:
                 return 0
-            # Accepted rows bind as they are: no per-event Python work in this thread, which would
-            # hold the GIL against the event loop.  AUTOINCREMENT ids only grow, even when every
-            # row was delivered and deleted, so the lease cursor never skips a new row.
-            conn.executemany("INSERT INTO events (event_id, body, added) VALUES (?, ?, " + NOW + ")", op.rows)
+            # AUTOINCREMENT ids only grow, even when every row was delivered and deleted, so the
+            # lease cursor never skips a new row.
+            insert(conn, op.rows)
             return conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         if op.kind == "delete":
             conn.executemany("DELETE FROM events WHERE id BETWEEN ? AND ?", ranges(op.rows))
@@ -174,6 +176,40 @@ class Writer(threading.Thread):
         elif op.kind == "forget":
             checkpoints.forget(conn, op.rows)
         return 0
+
+
+def insert(conn: sqlite3.Connection, rows: Sequence[Accepted]) -> None:
+    """Insert events in order, ``ROWS_PER_INSERT`` to a statement, all stamped with this moment.
+
+    Not ``executemany``: sqlite3 lets go of the GIL for each step of a statement, and executemany
+    steps once per row; every time, this thread must win the GIL back from a busy event loop
+    (measured against a busy thread: 30 µs of CPU per row that way, 2 µs with 400 rows a statement).
+    Rows bind as they are, flattened in C: no per-event Python work here either.
+    """
+    added, start = time.time(), 0
+    for size in statement_sizes(len(rows)):
+        part = rows[start:start + size]
+        conn.execute(_insert_statement(size), [added, *itertools.chain.from_iterable(part)])
+        start += size
+
+
+def statement_sizes(rows: int) -> List[int]:
+    """Rows per INSERT for ``rows`` rows: ROWS_PER_INSERT, then powers of two for the rest.
+
+    Few distinct statements: sqlite3 keeps each one prepared (a 400-row INSERT is a large
+    program), and one per remainder size would fill its statement cache with 128 of them.
+    """
+    sizes = [ROWS_PER_INSERT] * (rows // ROWS_PER_INSERT)
+    rest = rows % ROWS_PER_INSERT
+    sizes += [1 << bit for bit in reversed(range(rest.bit_length())) if rest >> bit & 1]
+    return sizes
+
+
+@functools.lru_cache(maxsize=None)
+def _insert_statement(rows: int) -> str:
+    """``INSERT`` of ``rows`` (event_id, body) pairs, ``?1`` being the shared ``added`` time."""
+    values = ",".join(f"(?{2 * row + 2},?{2 * row + 3},?1)" for row in range(rows))
+    return f"INSERT INTO events (event_id, body, added) VALUES {values}"
 
 
 def _identity(path: str) -> Tuple[int, int]:
@@ -201,6 +237,8 @@ def unusable(error: BaseException) -> bool:
 
 def ranges(refs: Sequence[int]) -> List[Tuple[int, int]]:
     """Runs of consecutive ids as (first, last): a leased batch is mostly one run, so one DELETE."""
+    if refs and refs[-1] - refs[0] + 1 == len(refs) and list(refs) == list(range(refs[0], refs[-1] + 1)):
+        return [(refs[0], refs[-1])]  # checked in C: the common case needs no loop over its ids
     runs: List[Tuple[int, int]] = []
     for ref in sorted(refs):
         if runs and ref == runs[-1][1] + 1:

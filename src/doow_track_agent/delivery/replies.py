@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any, Collection, Dict, List, NamedTuple, Optional, Set, Union
+from typing import Any, Collection, Dict, List, NamedTuple, Optional, Union
 
 from doow_track_agent.redact import server_text
 
@@ -82,7 +82,11 @@ def rejections_207(body: bytes) -> Dict[str, str]:
     ``{"rejected": 2, "rejections": [{event_id, reason}]}`` and
     ``{"accepted": [ids], "rejected": [{event_id, reason}]}``.
     """
-    items = _rejection_items(_json_object(body) or {})
+    return _rejections(_json_object(body) or {})
+
+
+def _rejections(parsed: dict) -> Dict[str, str]:
+    items = _rejection_items(parsed)
     found: Dict[str, str] = {}
     for item in items if isinstance(items, list) else ():
         if isinstance(item, dict) and isinstance(item.get("event_id"), str):
@@ -104,11 +108,12 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _accepted_count(value: Any, sent: int, known: Set[str]) -> Union[int, str]:
-    """``accepted`` as a number of events (of ``sent``, whose ids are ``known``), or why it cannot be one."""
+def _accepted_count(value: Any, sent: Collection[str]) -> Union[int, str]:
+    """``accepted`` as a number of events (of the ids ``sent``), or why it cannot be one."""
     if _is_count(value):
-        return value if 0 <= value <= sent else f"it counts {value} accepted of {sent} sent"
+        return value if 0 <= value <= len(sent) else f"it counts {value} accepted of {len(sent)} sent"
     if isinstance(value, list):
+        known = set(sent)
         if any(not isinstance(item, str) or item not in known for item in value):
             return "it accepts event ids that were not sent"
         if len(set(value)) != len(value):
@@ -121,7 +126,8 @@ def _spelled(value: Any) -> str:
     return server_text(json.dumps(value))[:40] if value is not None else "missing"
 
 
-def _unaccounted(status: int, headers: Dict[str, str], body: bytes, sent: Collection[str]) -> Optional[str]:
+def _unaccounted(status: int, headers: Dict[str, str], body: bytes, parsed: Optional[dict],
+                 sent: Collection[str]) -> Optional[str]:
     """Why a success answer does not say what became of each event sent, or None when it does.
 
     It does when accepted (a count in [0, sent] or a list of sent ids) plus
@@ -132,7 +138,6 @@ def _unaccounted(status: int, headers: Dict[str, str], body: bytes, sent: Collec
     """
     if not body.strip() and status != 207:
         return None
-    parsed = _json_object(body)
     if parsed is None:
         if status == 207:
             return "the body is not a JSON object"
@@ -146,7 +151,8 @@ def _unaccounted(status: int, headers: Dict[str, str], body: bytes, sent: Collec
     for item in items or ():
         if not (isinstance(item, str) or isinstance(item, dict) and isinstance(item.get("event_id"), str)):
             return f"it rejects {_spelled(item)}, which names no event id"
-    rejections, known = rejections_207(body), set(sent)
+    rejections = _rejections(parsed)
+    known = set(sent) if rejections else ()
     unknown = [event_id for event_id in rejections if event_id not in known]
     if unknown:
         return f"it rejects {len(unknown)} event id(s) that were not sent (e.g. {server_text(unknown[0])!r})"
@@ -156,7 +162,7 @@ def _unaccounted(status: int, headers: Dict[str, str], body: bytes, sent: Collec
     if "rejected" in parsed and not isinstance(rejected, list) and (not _is_count(rejected)
                                                                     or rejected != len(rejections)):
         return f"it counts {_spelled(rejected)} rejected event(s) but gives reasons for {len(rejections)}"
-    accepted = _accepted_count(parsed.get("accepted"), len(sent), known)
+    accepted = _accepted_count(parsed.get("accepted"), sent)
     if isinstance(accepted, str):
         return accepted
     if isinstance(parsed.get("accepted"), list) and set(parsed["accepted"]) & set(rejections):
@@ -166,13 +172,14 @@ def _unaccounted(status: int, headers: Dict[str, str], body: bytes, sent: Collec
     return None
 
 
-def duplicates(body: bytes, accepted: int) -> int:
+def duplicates(parsed: dict, accepted: int) -> int:
     """The server's ``duplicates`` count (accepted events it already had, so not counted again), if it gives one.
 
-    The local receiver answers it (``receiver/server.py``); anything but a
-    count in [0, accepted] is ignored, as a figure for the user, never an outcome.
+    ``parsed`` is the answer's JSON object.  The local receiver answers it
+    (``receiver/server.py``); anything but a count in [0, accepted] is
+    ignored, as a figure for the user, never an outcome.
     """
-    value = (_json_object(body) or {}).get("duplicates")
+    value = parsed.get("duplicates")
     return value if _is_count(value) and 0 <= value <= accepted else 0
 
 
@@ -190,11 +197,12 @@ def classify(status: int, headers: Dict[str, str], body: bytes, sent: Collection
         return Reply(MISDIRECTED, f"HTTP {status} redirect to {location}: the endpoint is wrong (redirects are "
                                   "not followed, so the key is never sent elsewhere); fix endpoint and reload")
     if 200 <= status < 300:
-        problem = _unaccounted(status, headers, body, sent)
+        parsed = _json_object(body)  # once: an answer for 500 events is read per batch, never per event
+        problem = _unaccounted(status, headers, body, parsed, sent)
         if problem:
             return Reply(RETRY, f"HTTP {status} that does not account for the {len(sent)} event(s) sent: {problem}")
-        rejections = rejections_207(body)
-        twice = duplicates(body, len(sent) - len(rejections))
+        rejections = _rejections(parsed or {})
+        twice = duplicates(parsed or {}, len(sent) - len(rejections))
         if status == 207 or rejections:
             return Reply(PARTIAL, f"HTTP {status}", rejections=rejections, duplicates=twice)
         return Reply(ACCEPTED, f"HTTP {status}", duplicates=twice)

@@ -10,8 +10,11 @@ limits are Doow's (docs/protocol.md, "Ingest").
 from __future__ import annotations
 
 import binascii
+import bisect
 import hashlib
+import itertools
 import json
+import operator
 import os
 import threading
 import time
@@ -243,12 +246,19 @@ class BatchBudget:
         self.events += 1
 
     def fill(self, bodies: Iterable[bytes]) -> int:
-        """Add bodies in order while they fit; return how many were added."""
-        for body in bodies:
-            if not self.fits(body):
-                break
-            self.add(body)
-        return self.events
+        """Add bodies in order while they fit; return how many were added by this call.
+
+        Measured a batch at a time in C (running sums, then a bisection), not
+        an event at a time: batches are leased hundreds of events at once.
+        """
+        ends = list(map(operator.add, itertools.accumulate(map(len, bodies)), itertools.count(1)))
+        added = bisect.bisect_right(ends, self.max_bytes - self.size)
+        if not added and not self.events and ends:
+            added = 1
+        if added:
+            self.size += ends[added - 1]
+            self.events += added
+        return added
 
 
 def to_input_line(wire_event: bytes) -> bytes:

@@ -206,8 +206,12 @@ class Producers:
                 continue
             try:
                 writer.write(replies)
-                # A producer that never reads its replies must not hold the connection (and its reader) forever.
-                await asyncio.wait_for(writer.drain(), self.idle_timeout)
+                transport = writer.transport
+                if transport.get_write_buffer_size() or transport.is_closing():
+                    # A producer that never reads its replies must not hold the connection (and its reader)
+                    # forever.  Only then: a reply the socket took whole leaves nothing to wait for, and
+                    # wait_for makes a task and a timer each time (a chunk of events apiece).
+                    await asyncio.wait_for(writer.drain(), self.idle_timeout)
             except (ConnectionError, asyncio.TimeoutError) as exc:
                 log.debug("%s: connection lost before its replies: %r", origin, exc)
                 writer.transport.abort()
