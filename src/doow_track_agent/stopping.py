@@ -16,10 +16,12 @@ summary, or end the agent without draining.  Left out, on purpose:
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import socket
-from typing import Callable, List, Tuple
+from typing import TYPE_CHECKING, Callable, List, Tuple
+
+if TYPE_CHECKING:  # imported first thing by the command line: --help and --version pay for neither
+    import asyncio
+    import socket
 
 _NAMES = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM",
           "SIGPROF", "SIGIO", "SIGPOLL", "SIGPWR", "SIGSTKFLT", "SIGXCPU", "SIGLOST", "SIGEMT", "SIGINFO")
@@ -80,6 +82,8 @@ def hand_over(loop: asyncio.AbstractEventLoop, on_signal: Callable[[int], None],
     ``note_early``: a signal after the run is remembered, not fatal.  Call
     both from the main thread (Python's rule for signal handlers).
     """
+    import socket
+
     wake_read, wake_write = socket.socketpair()
     for end in (wake_read, wake_write):
         end.setblocking(False)
@@ -102,7 +106,7 @@ def hand_over(loop: asyncio.AbstractEventLoop, on_signal: Callable[[int], None],
     return undo
 
 
-def _drain(wake_read: socket.socket) -> None:
+def _drain(wake_read: "socket.socket") -> None:
     """The bytes are only the wake-up; the Python-level handler does the work."""
     try:
         while wake_read.recv(4096):
