@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import socket
 import subprocess
 
@@ -107,3 +108,18 @@ def test_outbox_hint_resends_with_the_runs_key_source(tmp_path, free_port, sourc
                                                   f"--endpoint {endpoint}")
     assert hint == f"{expected} < {tmp_path / 'out.ndjson'}"
     assert os.path.exists(tmp_path / "out.ndjson")
+
+
+@pytest.mark.parametrize("proxy", ["http://127.0.0.1:{port}", "http://user:proxy-secret@127.0.0.1:{port}", "off"])
+def test_outbox_hint_resends_through_the_runs_proxy_without_its_password(tmp_path, free_port, proxy):
+    proxy = proxy.format(port=free_port)  # nothing listens there: the run outboxes
+    endpoint = f"http://127.0.0.1:{free_port}"
+    config = _config(tmp_path, retry={"maxAttempts": 1})
+    run = cli.run(["--api-key", KEY, "-c", config, "--endpoint", endpoint, "--proxy", proxy,
+                   "--outbox", str(tmp_path / "out.ndjson")], stdin=lines(EVENT), env={"HOME": str(tmp_path)},
+                  timeout=120)
+    assert run.code == 75, run.err
+    hint = re.search(r"re-send them with: (.*)", run.err).group(1)
+    shown = shlex.quote(proxy.replace("user:proxy-secret@", "***@"))  # the hint is shell-quoted
+    assert f"--endpoint {endpoint} --proxy {shown} <" in hint
+    assert "proxy-secret" not in run.err

@@ -154,7 +154,7 @@ def _check_output_files(options: PipeOptions) -> None:
 
 
 def resend_command(args: argparse.Namespace, env: Mapping[str, str], path: str) -> str:
-    """A command that re-sends ``path`` with this run's key source and endpoint.
+    """A command that re-sends ``path`` with this run's key source, endpoint and ``--proxy``.
 
     The key itself is never part of it: a key given with ``--api-key`` or
     DOOW_TRACK_API_KEY is shown as ``DOOW_TRACK_API_KEY=...``, for the user to fill in.
@@ -169,6 +169,8 @@ def resend_command(args: argparse.Namespace, env: Mapping[str, str], path: str) 
     endpoint = args.endpoint or env.get("DOOW_TRACK_ENDPOINT")
     if endpoint:
         words += ["--endpoint", shown_url(endpoint)]
+    if args.proxy:  # the route that failed may need it again; a proxy password is shown as *** to fill in
+        words += ["--proxy", shown_url(args.proxy)]
     key_in_variable = args.api_key or (env.get("DOOW_TRACK_API_KEY") and not args.api_key_file)
     prefix = "DOOW_TRACK_API_KEY=... " if key_in_variable else ""
     return prefix + " ".join(shlex.quote(word) for word in words) + f" < {shlex.quote(path)}"
