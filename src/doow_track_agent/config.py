@@ -477,9 +477,16 @@ def proxy_setting(text: str) -> Union[str, bool]:
 
 def read_key_file(path: str, source: str = "--api-key-file") -> str:
     """Read a secret from a file (first line), as secret managers, systemd credentials and
-    container secrets provide; ``source`` (the flag or variable) names it in errors."""
+    container secrets provide; ``source`` (the flag or variable) names it in errors.
+
+    Raises ConfigError when the first line is empty (and as ``read_text`` does).
+    """
     text = read_text(path, source)
-    return text.decode("utf-8", "replace").partition("\n")[0].strip()
+    key = text.decode("utf-8", "replace").partition("\n")[0].strip()
+    if not key:  # else the error would be about a key never given, under a flag never used
+        where = "command line" if source.startswith("--") else "environment"
+        raise ConfigError(where, [Problem(source, f"{path}: its first line is empty; it must hold the key (dk_...)")])
+    return key
 
 
 def load(path: Optional[str], env: Mapping[str, str], flags: Optional[dict] = None,

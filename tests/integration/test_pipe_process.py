@@ -317,6 +317,19 @@ def test_a_directory_where_a_file_belongs_is_a_configuration_error_naming_it(tmp
     assert f"{tmp_path}: is a directory" in result.out + result.err and "internal error" not in result.err
 
 
+@pytest.mark.parametrize("content", ["", "\n", "  \ndk_on_the_second_line_0001\n"])
+@pytest.mark.parametrize("source", ["--api-key-file", "DOOW_TRACK_API_KEY_FILE"])
+def test_a_key_file_whose_first_line_is_empty_is_named_as_such(receiver, tmp_path, content, source):
+    key_file = tmp_path / "key"
+    key_file.write_text(content)
+    flag, env = (["--api-key-file", str(key_file)], {}) if source.startswith("--") else \
+        ([], {"DOOW_TRACK_API_KEY_FILE": str(key_file)})
+    result = run([*flag, "--endpoint", receiver.url], stdin=lines(EVENT), env=env)
+    assert result.code == 78, result.err
+    assert f"{source}: {key_file}: its first line is empty" in result.err
+    assert "--api-key:" not in result.err and receiver.store.count() == 0
+
+
 @pytest.mark.parametrize("flag", ["--outbox", "--rejects"])
 @pytest.mark.parametrize("path", ["/dev/null", "/dev/full", "{dir}"])
 def test_an_outbox_or_rejects_path_that_is_not_a_regular_file_is_refused_before_reading(receiver, tmp_path, flag,
