@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import socket
 import sqlite3
 
 import httpx
@@ -190,6 +191,17 @@ def test_a_body_without_content_length_is_411(receiver):
                  headers={"Authorization": f"Bearer {KEY}", "Transfer-Encoding": "chunked"})
     assert conn.getresponse().status == 411
     conn.close()
+
+
+@pytest.mark.parametrize("length", ["-5", "+5", "abc", "1e3", "\u00b2", "5 5", "0x10"])
+def test_a_content_length_that_is_not_a_number_of_bytes_is_400_and_stores_nothing(receiver, length):
+    host, port = receiver.url.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"POST /telemetry/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+                     + b"\r\nContent-Length: " + length.encode("utf-8") + b"\r\n\r\n{}")
+        answer = b"".join(iter(lambda: conn.recv(65536), b"")).decode("latin-1")  # it closes: framing is lost
+    assert answer.startswith("HTTP/1.1 400 ") and "bad_framing" in answer, answer
+    assert receiver.store.count() == 0
 
 
 @pytest.mark.parametrize(
