@@ -107,6 +107,27 @@ def test_a_timestamp_that_leaves_the_range_in_utc_is_an_ordinary_invalid_line(st
     assert result.path == "$.timestamp" and "out of range" in result.message
 
 
+@pytest.mark.parametrize("bulk_after", [None, 0], ids=["slow path", "fast path"])
+@pytest.mark.parametrize("stamp", ["\u0662\u0660\u0662\u0666-11-24T10:00:00Z", "2026-11-24T10:00:00.\u0665Z",
+                                   "2026-11-24T1\uff10:00:00Z", "2026-11-24T10:00:00+0\u0967:00"])
+def test_a_timestamp_with_digits_other_than_ascii_is_invalid(stamp: str, bulk_after) -> None:
+    raw = json.dumps({"metric": "m", "quantity": 1, "license_id": "lic_1", "timestamp": stamp},
+                     ensure_ascii=False).encode()
+    intake = Intake() if bulk_after is None else Intake(bulk_after=bulk_after)
+    result = intake.accept(raw, 1)
+    assert isinstance(result, Invalid) and result.path == "$.timestamp", result
+
+
+@pytest.mark.parametrize("bulk_after", [None, 0], ids=["slow path", "fast path"])
+@pytest.mark.parametrize("fraction", ["1234567890", "999999999999", "0" * 40])
+def test_any_number_of_fraction_digits_is_a_timestamp_cut_to_milliseconds(fraction: str, bulk_after) -> None:
+    raw = b'{"metric":"m","quantity":1,"license_id":"lic_1","timestamp":"2026-11-24T10:00:00.%sZ"}' % fraction.encode()
+    intake = Intake() if bulk_after is None else Intake(bulk_after=bulk_after)
+    result = intake.accept(raw, 1)
+    assert isinstance(result, Accepted), result
+    assert b'"occurred_at":"2026-11-24T10:00:00.%sZ"' % fraction[:3].encode() in result.body
+
+
 def test_the_earliest_instant_keeps_its_four_digit_year() -> None:
     raw = b'{"metric":"m","quantity":1,"license_id":"lic_1","timestamp":"0001-01-01T00:00:00Z"}'
     result = Intake().accept(raw, 1)

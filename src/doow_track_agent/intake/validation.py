@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING, Any, Iterator, List, NamedTuple, Optional, Uni
 if TYPE_CHECKING:
     import jsonschema
 
+# RFC 3339 section 5.6: DIGIT is ASCII (re's \d alone also takes "٢٠٢٦"), and time-secfrac is
+# "." 1*DIGIT: any number of fraction digits (the line limit bounds them; beyond microseconds they are cut).
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?"
-    r"([Zz]|[+-]\d{2}:\d{2})\Z"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?"
+    r"([Zz]|[+-]\d{2}:\d{2})\Z", re.ASCII
 )
 
 

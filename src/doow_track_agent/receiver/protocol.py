@@ -27,8 +27,7 @@ KINDS = frozenset(("USAGE", "ADJUSTMENT"))
 _ISO_8601 = re.compile(
     r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
     r"T(?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,9})?)?"
-    r"(?:Z|[+-](?:[01]\d|2[0-3]):?[0-5]\dZ?)"
-)
+    r"(?:Z|[+-](?:[01]\d|2[0-3]):?[0-5]\dZ?)", re.ASCII)
 _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 _LONE_SURROGATE = "holds a lone UTF-16 surrogate, which cannot be stored as UTF-8"
 _NUMBER = (int, float)
