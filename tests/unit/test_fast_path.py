@@ -124,6 +124,49 @@ def test_the_fast_path_judges_every_line_as_the_slow_path_does(raws, attribution
         assert fast.accept(raw, number, "fixed-id") == slow.accept(raw, number, "fixed-id"), raw
 
 
+# Lines that differ in one field the wire text depends on (a remembered shape must tell them apart).
+SHAPES = [b'{"metric":"m","quantity":1,"license_id":"l"%s}' % field for field in (
+    b"", b',"kind":"ADJUSTMENT"', b',"kind":"USAGE"', b',"unit":"u"', b',"unit":null', b',"source_system":"s"',
+    b',"attribution":{"a":1}', b',"attribution":{"a":true}', b',"attribution":null', b',"metric_tuple_hint":{}',
+    b',"metadata":{}', b',"event_id":"e"', b',"timestamp":"2020-01-01T00:00:00Z"',
+    b',"event_id":"e","timestamp":"2020-01-01T00:00:00Z"')]
+SHAPES += [SHAPES[0].replace(b'"m"', b'"n"'), SHAPES[0].replace(b'"l"', b'"k"'), SHAPES[0].replace(b"1", b"2.5")]
+
+
+def expected_block(judge: Intake, numbered, ids):
+    """What ``accept_block`` must give, made from ``accept`` line after line."""
+    rows, others = [], []
+    for (number, raw), default_id in zip(numbered, ids):
+        verdict = judge.accept(raw, number, default_id)
+        if verdict is not None and type(verdict).__name__ != "Invalid":
+            rows.append((number, *verdict))
+        if verdict is not None and type(verdict).__name__ != "Accepted":
+            others.append((len(rows) - (type(verdict).__name__ == "OwnId"), number, raw, verdict))
+    return rows, others
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.one_of(lines(), st.sampled_from([b"", b" ", b"\r", *samples.lines(3), *SHAPES])), min_size=1,
+                max_size=6),
+       st.sampled_from([{}, {"env": "prod"}]), st.sampled_from([0, 2]))
+def test_a_block_is_judged_as_its_lines_are_one_by_one(raws, attribution, bulk_after):
+    raws = raws + raws[:2]  # repeated lines: remembered shapes and attribution texts are used again
+    numbered = list(enumerate(raws, 1))
+    ids = [f"default-{number}" for number, _ in numbered]
+    block, one_by_one = intake(True, attribution), intake(False, attribution)
+    block._bulk_after = one_by_one._bulk_after = bulk_after
+    block._fast = one_by_one._fast = FAST if bulk_after == 0 else None
+    assert block.accept_block(numbered, tuple, ids) == expected_block(one_by_one, numbered, ids), raws
+    assert block.stale_replays == one_by_one.stale_replays
+
+
+def test_a_block_without_ids_given_draws_fresh_uuid4s():
+    rows, others = intake(True, {}).accept_block(list(enumerate(samples.lines(300), 1)))
+    assert others == [] and [number for number, _, _ in rows] == list(range(1, 301))
+    assert len({event_id for _, event_id, _ in rows}) == 300
+    assert all(json.loads(body)["event_id"] == event_id for _, event_id, body in rows)
+
+
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(lines())
 def test_what_the_fast_path_takes_the_schema_accepts_with_no_duplicate_key(raw):

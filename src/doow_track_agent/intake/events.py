@@ -15,7 +15,8 @@ import math
 import re
 import time
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Tuple, Union
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from doow_track_agent import redact
 from doow_track_agent.intake import keys, policy, wire
@@ -40,6 +41,10 @@ _BOM = b"\xef\xbb\xbf"
 # there, and a short run (a cron job's few lines) never pays for it.
 BULK_LINES = 2000
 log = logging.getLogger(__name__)
+_LIMIT = policy.MAX_LINE_BYTES
+_BODY = wire.BODY
+_quoted = wire.quoted
+_second = itemgetter(1)
 
 
 class Accepted(NamedTuple):
@@ -227,6 +232,78 @@ class Intake:
         self._lines = 0  # judged the slow way, until the run turns out to be bulk
         self._bulk_after = bulk_after
         self._fast: "Optional[FastPath]" = _fast_path() if bulk_after <= 0 else None
+        self._shapes: dict = {}  # see ``_parts``
+        self._shapes_size = 0
+
+    def accept_block(self, lines: Sequence[Tuple[int, bytes]], row: type = tuple,
+                     default_ids: Optional[List[str]] = None) -> Tuple[List[tuple], List[tuple]]:
+        """Judge a block of numbered lines as ``accept`` judges each: ``(rows, others)``.
+
+        ``rows``: ``(line, event_id, body)`` as a ``row`` (a tuple type, such as
+        ``Queued``) for every Accepted and OwnId, in line order.  ``others``: ``(index, line, raw, verdict)`` for every
+        OwnId (at ``rows[index]``) and Invalid (``index``: where its row would
+        have been), in line order; blank lines are in neither.  ``default_ids``
+        (one per line) are the ids of lines without one; by default fresh UUID4s.
+        Lines of the common shape are judged here in one loop; any other line
+        goes through ``accept``, which stays the one full judge.
+        """
+        fast = self._fast
+        if default_ids is None:
+            default_ids = wire.new_uuid4s(len(lines))
+        raws = list(map(_second, lines))
+        events = fast.events(raws) if fast is not None else [None] * len(lines)
+        rows: List[tuple] = []
+        others: List[tuple] = []
+        keep, accept, new, limit, shapes = rows.append, self.accept, tuple.__new__, _LIMIT, self._shapes
+        now = self._clock.now()  # the block was read at once: its lines' read time
+        for (number, raw), event, default_id in zip(lines, events, default_ids):
+            if event is not None and len(raw) <= limit:
+                get = event.get
+                license_id = event["license_id"]
+                attribution = get("attribution")
+                if get("metadata") is None and get("metric_tuple_hint") is None and license_id.isprintable():
+                    # No secret (the fast path's prefilter), no metadata to size: what _admit checks is done.
+                    own_id = get("event_id")
+                    stamp = get("timestamp")
+                    if stamp:
+                        occurred_at, seconds = _occurred_at(stamp)
+                        if "event_id" in event and time.time() - seconds > DEDUP_WINDOW_SECONDS:
+                            self.stale_replays += 1
+                    else:
+                        occurred_at = now
+                    key = fast.key(attribution) if attribution else None
+                    shape = license_id, event["metric"], get("unit"), get("source_system"), get("kind"), key
+                    parts = shapes.get(shape) or self._parts(shape, event, attribution, key)
+                    event_id = own_id or default_id
+                    body = _BODY % (_quoted(event_id), parts[0], occurred_at, parts[1], event["quantity"], parts[2])
+                    keep(new(row, (number, event_id, body.encode("ascii"))))
+                    if own_id:
+                        others.append((len(rows) - 1, number, raw, _new(OwnId, (event_id, rows[-1][2]))))
+                    continue
+            verdict = accept(raw, number, default_id)
+            kind = type(verdict)
+            if kind is Accepted or kind is OwnId:
+                keep(new(row, (number,) + verdict))
+                if kind is OwnId:
+                    others.append((len(rows) - 1, number, raw, verdict))
+            elif verdict is not None:
+                others.append((len(rows), number, raw, verdict))
+        return rows, others
+
+    def _parts(self, shape: tuple, event: dict, attribution: Optional[dict], key: Optional[bytes]) -> tuple:
+        """``wire.event_parts`` of an event of this ``shape``, remembered (bulk input repeats a few shapes).
+
+        ``shape``: the fields the parts depend on, with ``key`` (as ``AttributionTexts`` takes it) for the
+        attribution.  Memory stays bounded as ``AttributionTexts``' does: all forgotten past the limit.
+        """
+        parts = wire.event_parts(event, self._attributions.text(attribution, key))
+        size = sum(map(len, parts)) + len(key or b"") + sum(len(field) for field in shape[:4] if field)
+        self._shapes_size += size
+        if self._shapes_size > wire.AttributionTexts.LIMIT:
+            self._shapes.clear()
+            self._shapes_size = size
+        self._shapes[shape] = parts
+        return parts
 
     def accept(self, raw: bytes, line: int, event_id: Optional[str] = None) -> Union[Accepted, Invalid, None]:
         """Judge one line; None for a blank line (blank lines are not errors).

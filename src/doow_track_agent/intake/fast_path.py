@@ -34,7 +34,7 @@ import math
 import re
 import types
 from functools import lru_cache
-from typing import Annotated, Any, Callable, Dict, List, Literal, Optional, Tuple, TypedDict, Union
+from typing import Annotated, Any, Callable, Dict, Iterable, List, Literal, Optional, Tuple, TypedDict, Union
 
 import msgspec
 
@@ -269,6 +269,10 @@ class FastPath:
             if value is not None and value not in passed and not passes(value):
                 return None
         return event
+
+    def events(self, raws: Iterable[bytes]) -> List[Optional[dict]]:
+        """``event`` of each line, in order (for a block of lines)."""
+        return list(map(self.event, raws))
 
 
 def _may_nest(schema: Any) -> bool:

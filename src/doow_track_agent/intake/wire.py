@@ -77,6 +77,16 @@ def new_uuid4() -> str:
     return ids.pop()
 
 
+def new_uuid4s(count: int) -> List[str]:
+    """``count`` ids as ``new_uuid4`` makes them, for a block of lines."""
+    ids = _entropy.ids
+    while len(ids) < count:
+        ids.extend(_draw_ids())
+    taken = ids[-count:] if count else []
+    del ids[len(ids) - count:]
+    return taken
+
+
 @lru_cache(maxsize=None)
 def _derived_namespace() -> "uuid.UUID":
     # uuid is imported on first need: it imports platform, which a one-event run need not pay for.
@@ -119,7 +129,7 @@ class Clock:
         return self._text
 
 
-_quoted = json.encoder.encode_basestring_ascii  # the json module's own C string encoder
+quoted = json.encoder.encode_basestring_ascii  # JSON string text, ASCII with escapes: the json module's own C encoder
 
 
 def _unserializable(value: Any) -> Any:
@@ -134,39 +144,45 @@ def _compact_encoder() -> Callable[[Any], str]:
     make = json.encoder.c_make_encoder
     if make is None:  # an interpreter without the json C accelerator
         return json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-    encoder = make(None, _unserializable, _quoted, None, ":", ",", False, False, False)
+    encoder = make(None, _unserializable, quoted, None, ":", ",", False, False, False)
     return lambda value: "".join(encoder(value, 0))
 
 
 _compact = _compact_encoder()
 
 
-_WIRE_EVENT = ('{"event_id":%s,"license_id":%s,"occurred_at":"%s","source_system":%s,"kind":"%s","attribution":%s,'
-               '"metadata":%s,"measurements":[{"metric_name":%s,"quantity":%r%s}]%s}')
-_SDK = _quoted("sdk")
+# An event's wire text is the event_id, then PARTS[0], occurred_at, PARTS[1], the quantity and PARTS[2] (see
+# ``event_parts``): the parts depend only on the event's other fields, which bulk input repeats line after line.
+BODY = '{"event_id":%s%s%s%s%r%s'
+_PARTS = (',"license_id":%s,"occurred_at":"', '","source_system":%s,"kind":"%s","attribution":%s,"metadata":%s,'
+          '"measurements":[{"metric_name":%s,"quantity":', '%s}]%s}')
+_SDK = quoted("sdk")
 
 
-def encode_event(event: dict, event_id: str, occurred_at: str, attribution: str) -> bytes:
-    """Serialize a validated input event as the wire event the API expects.
+def event_parts(event: dict, attribution: str) -> "tuple[str, str, str]":
+    """The wire text of a validated input event around its event_id, occurred_at and quantity (see ``BODY``).
 
     ``attribution`` is the wire text of its attribution (``attribution_text``).
-    Filled into one template rather than built as a dict and dumped: this
-    runs once per event, and the event has been validated, so every scalar
-    is of a known type (``%r`` of a quantity is its ``repr``, which is how
-    json writes numbers).  ``unit`` is omitted when not set, as the official
-    clients do.
+    Every scalar has been validated, so it is of a known type; ``unit`` is
+    omitted when not set, as the official clients do.
     """
     get = event.get
     metadata = get("metadata")
     hint = get("metric_tuple_hint")
     unit = get("unit")
     source = get("source_system")
-    return (_WIRE_EVENT % (
-        _quoted(event_id), _quoted(event["license_id"]), occurred_at, _SDK if source is None else _quoted(source),
-        get("kind", "USAGE"), attribution, "null" if metadata is None else _compact(metadata),
-        _quoted(event["metric"]), event["quantity"], ',"metric_tuple_hint":' + _compact(hint) if hint else "",
-        ',"unit":' + _quoted(unit) if unit is not None else "",
-    )).encode("ascii")
+    return (_PARTS[0] % quoted(event["license_id"]),
+            _PARTS[1] % (_SDK if source is None else quoted(source), get("kind", "USAGE"), attribution,
+                         "null" if metadata is None else _compact(metadata), quoted(event["metric"])),
+            _PARTS[2] % (',"metric_tuple_hint":' + _compact(hint) if hint else "",
+                         ',"unit":' + quoted(unit) if unit is not None else ""))
+
+
+def encode_event(event: dict, event_id: str, occurred_at: str, attribution: str) -> bytes:
+    """Serialize a validated input event as the wire event the API expects (``%r`` of a quantity is how json
+    writes numbers); ``attribution`` as ``event_parts`` takes it."""
+    head, middle, tail = event_parts(event, attribution)
+    return (BODY % (quoted(event_id), head, occurred_at, middle, event["quantity"], tail)).encode("ascii")
 
 
 def attribution_text(attribution: Optional[dict], default: dict) -> str:

@@ -22,7 +22,7 @@ from doow_track_agent.config import Settings
 from doow_track_agent.delivery.pump import Pump, Queued
 from doow_track_agent.exits import EX_DATAERR, EX_NOPERM, EX_OK, EX_SOFTWARE, EX_TEMPFAIL
 from doow_track_agent.intake import wire
-from doow_track_agent.intake.events import Accepted, Intake, Invalid, OwnId
+from doow_track_agent.intake.events import Intake, Invalid
 from doow_track_agent.intake.reuse import EventIds
 from doow_track_agent.modes.pipe import outbox
 from doow_track_agent.sources.lines import Line, read_lines
@@ -329,17 +329,18 @@ class PipeRun:
             interrupted(stopping.name(signum))
 
     def _judge(self, lines: List[Line]) -> List[Queued]:
-        """Intake for one block of lines; the hot loop of pipe mode, so lookups are hoisted."""
-        accepted: List[Queued] = []
-        keep, accept, run_id, queued = accepted.append, self.intake.accept, self.options.run_id, tuple.__new__
-        for number, raw in lines:
-            result = accept(raw, number, wire.derived_id(f"run:{run_id}", number, raw) if run_id else None)
-            kind = type(result)
-            # Only a line that gives its own event_id can reuse one (other ids are unique by construction).
-            if kind is Accepted or (kind is OwnId and not self._reused(result.event_id, number, raw)):
-                keep(queued(Queued, (number,) + result))  # Queued(number, *result), without a Python-level __new__
-            elif kind is Invalid:
-                self._report_invalid(result)
+        """Intake for one block of lines, judged together (the hot loop of pipe mode is in ``accept_block``)."""
+        run_id = self.options.run_id
+        ids = [wire.derived_id(f"run:{run_id}", number, raw) for number, raw in lines] if run_id else None
+        accepted, others = self.intake.accept_block(lines, Queued, ids)
+        dropped = set()
+        for index, number, raw, verdict in others:
+            if type(verdict) is Invalid:
+                self._report_invalid(verdict)
+            elif self._reused(verdict.event_id, number, raw):  # only a line's own event_id can be reused
+                dropped.add(index)
+        if dropped:
+            accepted = [event for index, event in enumerate(accepted) if index not in dropped]
         summary = self.summary
         summary.valid += len(accepted)
         room = MAX_REPORTED_IDS + 1 - len(summary.event_ids)
