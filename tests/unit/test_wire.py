@@ -5,13 +5,23 @@ from __future__ import annotations
 import os
 import uuid
 
-from doow_track_agent.intake.wire import new_uuid4
+from doow_track_agent.intake.wire import new_uuid4, new_uuid4s
 
 
 def test_ids_are_uuid4_and_unique():
     ids = [new_uuid4() for _ in range(20_000)]
     assert len(set(ids)) == len(ids)
     assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids[:500])
+
+
+def test_a_block_of_ids_is_canonical_uuid4_text_with_every_digit_random():
+    ids = new_uuid4s(2000) + new_uuid4s(0) + new_uuid4s(1)
+    assert len(ids) == len(set(ids)) == 2001
+    assert all(str(uuid.UUID(i)) == i and uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122
+               for i in ids)
+    assert {i[19] for i in ids} == set("89ab")  # the variant digit keeps its two random bits
+    assert all({i[place] for i in ids} == set("0123456789abcdef") for place in range(36)
+               if place not in (8, 13, 14, 18, 19, 23))
 
 
 def test_a_forked_child_draws_fresh_randomness():
