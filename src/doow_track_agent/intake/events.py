@@ -255,31 +255,37 @@ class Intake:
         rows: List[tuple] = []
         others: List[tuple] = []
         keep, accept, new, limit, shapes = rows.append, self.accept, tuple.__new__, _LIMIT, self._shapes
+        key_of = fast.key if fast is not None else None
         now = self._clock.now()  # the block was read at once: its lines' read time
         for (number, raw), event, default_id in zip(lines, events, default_ids):
-            if event is not None and len(raw) <= limit:
+            # Metadata (to size) and hints are rare: accept takes them.  A shape is only remembered with a
+            # printable license_id; and the fast path let no secret through: what _admit checks is done.
+            if (event is not None and len(raw) <= limit and event.get("metadata") is None
+                    and event.get("metric_tuple_hint") is None):
                 get = event.get
-                license_id = event["license_id"]
                 attribution = get("attribution")
-                if get("metadata") is None and get("metric_tuple_hint") is None and license_id.isprintable():
-                    # No secret (the fast path's prefilter), no metadata to size: what _admit checks is done.
-                    own_id = get("event_id")
-                    stamp = get("timestamp")
-                    if stamp:
-                        occurred_at, seconds = _occurred_at(stamp)
-                        if "event_id" in event and time.time() - seconds > DEDUP_WINDOW_SECONDS:
+                try:  # never raises, as accept: whatever goes wrong here, accept judges the line again
+                    shape = (event["license_id"], event["metric"], get("unit"), get("source_system"), get("kind"),
+                             key_of(attribution) if attribution else None)
+                    parts = shapes.get(shape) or self._parts(shape, event, attribution)
+                    if parts is not None:
+                        own_id = get("event_id")
+                        stamp = get("timestamp")
+                        if stamp:
+                            occurred_at, seconds = _occurred_at(stamp)
+                        else:
+                            occurred_at, seconds = now, None
+                        event_id = own_id or default_id
+                        body = _BODY % (_quoted(event_id), parts[0], occurred_at, parts[1], event["quantity"],
+                                        parts[2])
+                        keep(new(row, (number, event_id, body.encode("ascii"))))
+                        if own_id:
+                            others.append((len(rows) - 1, number, raw, _new(OwnId, (event_id, rows[-1][2]))))
+                        if seconds is not None and "event_id" in event and time.time() - seconds > DEDUP_WINDOW_SECONDS:
                             self.stale_replays += 1
-                    else:
-                        occurred_at = now
-                    key = fast.key(attribution) if attribution else None
-                    shape = license_id, event["metric"], get("unit"), get("source_system"), get("kind"), key
-                    parts = shapes.get(shape) or self._parts(shape, event, attribution, key)
-                    event_id = own_id or default_id
-                    body = _BODY % (_quoted(event_id), parts[0], occurred_at, parts[1], event["quantity"], parts[2])
-                    keep(new(row, (number, event_id, body.encode("ascii"))))
-                    if own_id:
-                        others.append((len(rows) - 1, number, raw, _new(OwnId, (event_id, rows[-1][2]))))
-                    continue
+                        continue
+                except Exception:
+                    pass
             verdict = accept(raw, number, default_id)
             kind = type(verdict)
             if kind is Accepted or kind is OwnId:
@@ -290,12 +296,16 @@ class Intake:
                 others.append((len(rows), number, raw, verdict))
         return rows, others
 
-    def _parts(self, shape: tuple, event: dict, attribution: Optional[dict], key: Optional[bytes]) -> tuple:
+    def _parts(self, shape: tuple, event: dict, attribution: Optional[dict]) -> Optional[tuple]:
         """``wire.event_parts`` of an event of this ``shape``, remembered (bulk input repeats a few shapes).
 
-        ``shape``: the fields the parts depend on, with ``key`` (as ``AttributionTexts`` takes it) for the
-        attribution.  Memory stays bounded as ``AttributionTexts``' does: all forgotten past the limit.
+        ``shape``: the fields the parts depend on, the attribution as ``AttributionTexts``' key.  None when
+        the license_id is not printable (``accept`` words the error).  Memory stays bounded as
+        ``AttributionTexts``' does: all forgotten past the limit.
         """
+        if not shape[0].isprintable():
+            return None
+        key = shape[-1]
         parts = wire.event_parts(event, self._attributions.text(attribution, key))
         size = sum(map(len, parts)) + len(key or b"") + sum(len(field) for field in shape[:4] if field)
         self._shapes_size += size
