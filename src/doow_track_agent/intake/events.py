@@ -5,6 +5,9 @@ here, so a line is judged the same way whichever way it came.  The order is
 parse -> schema -> policy -> enrich: the schema decides validity, a fast
 pre-check only short-cuts the common valid case (see ``precheck``), and the
 event gets its ``event_id`` and ``occurred_at`` here, once, never later.
+A source that reads blocks of lines (pipe mode) hands each block to
+``accept_block``, which judges the common lines in one loop and gives every
+other line to ``accept``, the one full judge.
 """
 
 from __future__ import annotations
