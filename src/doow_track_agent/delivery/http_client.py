@@ -9,9 +9,10 @@ context is built only when a connection will use TLS: a plain-http endpoint
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import httpx
 
@@ -21,6 +22,7 @@ from doow_track_agent.egress import EgressError, needs_tls, ssl_context, untrust
 from doow_track_agent.redact import server_text, shown_url
 
 Client = Union[httpx.Client, httpx.AsyncClient]
+_httpx_log = logging.getLogger("httpx")
 
 
 def context(settings: Settings, env: Mapping[str, str] = os.environ) -> ssl.SSLContext:
@@ -98,6 +100,7 @@ class Sender:
         self._url = template.url
         # Content-Length is each body's own; httpx.Request sets it from the content.
         self._headers = [(name, value) for name, value in template.headers.raw if name.lower() != b"content-length"]
+        self._merged: Dict[Tuple[Tuple[str, str], ...], httpx.Headers] = {}  # by the headers a request adds
         self._timeout = self.client.timeout.as_dict()
 
     async def post(self, body: bytes, headers: Dict[str, str]) -> httpx.Response:
@@ -105,9 +108,16 @@ class Sender:
 
         Raises what ``client.post`` raises: httpx.TransportError and its kin (no answer).
         """
-        request = httpx.Request("POST", self._url, headers=[*self._headers, *headers.items()], content=body,
-                                extensions={"timeout": self._timeout})
-        return await self._transport.handle_async_request(request)
+        added = tuple(headers.items())
+        merged = self._merged.get(added)
+        if merged is None:
+            merged = self._merged[added] = httpx.Headers([*self._headers, *added])
+        request = httpx.Request("POST", self._url, headers=merged, content=body, extensions={"timeout": self._timeout})
+        response = await self._transport.handle_async_request(request)
+        # httpx's own request line (what ``--verbose``/``debug`` shows), on httpx's logger as the client logs it.
+        _httpx_log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url, response.http_version,
+                        response.status_code, response.reason_phrase)
+        return response
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -329,7 +329,7 @@ class Pump:
                 answer = await _read_capped(response)
             finally:
                 await response.aclose()
-            return replies.classify(response.status_code, dict(response.headers), answer, batch.event_ids)
+            return replies.classify(response.status_code, response.headers, answer, batch.event_ids)
         except Exception as error:  # not only httpx.HTTPError: a bad port or IDNA raises others, and a TLS
             # alert after the handshake (mutual TLS refused) escapes as a bare ssl.SSLError; all mean "not sent".
             return replies.unreachable(error, http_client.explain(error, self._settings, await self._untrusted(error)))
