@@ -95,13 +95,11 @@ def backoff(attempt: int, initial: float, ceiling: float) -> float:
     return random.uniform(0, min(ceiling, initial * (2 ** (attempt - 1))))
 
 
-def new_client(settings: Settings) -> httpx.AsyncClient:
+def new_client(settings: Settings) -> http_client.Sender:
     """One keep-alive client per key, endpoint, proxy and trust; the key lives only in its headers."""
     limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
     headers = {**http_client.default_headers(settings.api_key), "Content-Type": "application/json"}
-    client = http_client.build(settings, headers=headers, asynchronous=True, limits=limits)
-    assert isinstance(client, httpx.AsyncClient)
-    return client
+    return http_client.Sender(settings, headers=headers, path=wire.INGEST_PATH, limits=limits)
 
 
 def _connection(settings: Settings) -> tuple:
@@ -130,7 +128,7 @@ class Pump:
         self.halted: Optional[str] = None
         self._settings = settings
         self._client = new_client(settings)
-        self._old_clients: List[httpx.AsyncClient] = []
+        self._old_clients: List[http_client.Sender] = []
         self._issuer: Optional[Tuple[tuple, Optional[str]]] = None  # (connection, issuer) of an untrusted certificate
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._tasks: set = set()
@@ -326,10 +324,12 @@ class Pump:
     async def _post(self, batch: "Batch") -> replies.Reply:
         self.stats.requests += 1
         try:
-            async with self._client.stream("POST", wire.INGEST_PATH, content=batch.body,
-                                           headers=batch.headers) as response:
+            response = await self._client.post(batch.body, batch.headers)
+            try:
                 answer = await _read_capped(response)
-                return replies.classify(response.status_code, dict(response.headers), answer, batch.event_ids)
+            finally:
+                await response.aclose()
+            return replies.classify(response.status_code, response.headers, answer, batch.event_ids)
         except Exception as error:  # not only httpx.HTTPError: a bad port or IDNA raises others, and a TLS
             # alert after the handshake (mutual TLS refused) escapes as a bare ssl.SSLError; all mean "not sent".
             return replies.unreachable(error, http_client.explain(error, self._settings, await self._untrusted(error)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any, Collection, Dict, List, NamedTuple, Optional, Union
+from typing import Any, Collection, Dict, List, Mapping, NamedTuple, Optional, Union
 
 from doow_track_agent.redact import server_text
 
@@ -126,7 +126,7 @@ def _spelled(value: Any) -> str:
     return server_text(json.dumps(value))[:40] if value is not None else "missing"
 
 
-def _unaccounted(status: int, headers: Dict[str, str], body: bytes, parsed: Optional[dict],
+def _unaccounted(status: int, headers: Mapping[str, str], body: bytes, parsed: Optional[dict],
                  sent: Collection[str]) -> Optional[str]:
     """Why a success answer does not say what became of each event sent, or None when it does.
 
@@ -183,7 +183,7 @@ def duplicates(parsed: dict, accepted: int) -> int:
     return value if _is_count(value) and 0 <= value <= accepted else 0
 
 
-def classify(status: int, headers: Dict[str, str], body: bytes, sent: Collection[str] = ()) -> Reply:
+def classify(status: int, headers: Mapping[str, str], body: bytes, sent: Collection[str] = ()) -> Reply:
     """Map an HTTP answer to what the sender must do with the batch of event ids ``sent``.
 
     ``sent`` holds one id per event of the batch.  An answer that does not
