@@ -7,6 +7,7 @@ import os
 import socket
 import stat
 
+from doow_track_agent.intake.events import BULK_LINES
 from tests.support.agent import (EVENT, Load, assert_stored_exactly_once, fail_receiver, free_port, heal_receiver,
                                   wait_for)
 
@@ -30,6 +31,27 @@ def test_replies_name_the_line_and_the_problem(agent):
     assert replies[1] == {"ok": False, "line": 3, "error": replies[1]["error"], "kind": "schema"}
     assert replies[1]["error"].startswith("$.quantity: ")
     assert replies[2]["line"] == 4 and replies[2]["kind"] == "json"
+
+
+def test_once_bulk_a_chunk_of_mixed_lines_is_answered_line_by_line_in_order(agent, receiver):
+    """Past BULK_LINES intake judges whole chunks (the fast path): replies keep each line's number and verdict."""
+    producer = agent.producer()
+    warm = producer.send([EVENT] * (BULK_LINES + 10))
+    assert all(reply["ok"] for reply in warm)
+    producer.sock.sendall(b'{"metric":"a","quantity":1,"license_id":"l"}\n'
+                          b'{"metric":"a","quantity":-1,"license_id":"l"}\n'
+                          b'{"metric":"a","quantity":2,"license_id":"l","event_id":"own-7"}\n'
+                          b'\n'
+                          b'not json\n'
+                          b'{"metric":"a","quantity":3,"license_id":"l","timestamp":"2026-11-24T10:00:00Z"}\n')
+    replies = [json.loads(producer.replies.readline()) for _ in range(5)]
+    producer.close()
+    first = BULK_LINES + 11
+    assert [(reply["line"], reply["ok"]) for reply in replies] == [
+        (first, True), (first + 1, False), (first + 2, True), (first + 4, False), (first + 5, True)]
+    assert replies[1]["kind"] == "schema" and replies[3]["kind"] == "json"
+    assert replies[2]["event_id"] == "own-7"
+    assert_stored_exactly_once(receiver, [reply["event_id"] for reply in warm + replies if reply["ok"]])
 
 
 def test_a_silent_producer_does_not_block_the_others(agent):

@@ -14,6 +14,7 @@ import pytest
 
 from doow_track_agent.buffers.spool_file import SCHEMA
 from doow_track_agent.buffers.spool_writer import Op, Writer
+from doow_track_agent.intake.events import Accepted
 
 
 async def appends(path: str, between=lambda: None) -> dict:
@@ -91,7 +92,7 @@ def test_an_error_short_of_corruption_fails_one_group_and_the_writer_goes_on(tmp
         writer = Writer(path, "FULL", loop)
         writer.start()
         results = []
-        for rows in ([("ev-1", b"{}", "extra column")], [("ev-2", b"{}")]):
+        for rows in ([Accepted("ev-1", None)], [Accepted("ev-2", b"{}")]):  # body NOT NULL: a bad row
             answered: "asyncio.Future[Optional[BaseException]]" = loop.create_future()
             writer.submit(Op("append", rows, lambda error, _last, done=answered: done.set_result(error)))
             results.append(await asyncio.wait_for(answered, 10))

@@ -13,6 +13,7 @@ import asyncio
 import functools
 import itertools
 import logging
+import operator
 import os
 import queue
 import sqlite3
@@ -178,6 +179,9 @@ class Writer(threading.Thread):
         return 0
 
 
+_ROW = operator.attrgetter("event_id", "body")  # of an Accepted, or of any row that names them (producers')
+
+
 def insert(conn: sqlite3.Connection, rows: Sequence[Accepted]) -> None:
     """Insert events in order, ``ROWS_PER_INSERT`` to a statement, all stamped with this moment.
 
@@ -189,7 +193,7 @@ def insert(conn: sqlite3.Connection, rows: Sequence[Accepted]) -> None:
     added, start = time.time(), 0
     for size in statement_sizes(len(rows)):
         part = rows[start:start + size]
-        conn.execute(_insert_statement(size), [added, *itertools.chain.from_iterable(part)])
+        conn.execute(_insert_statement(size), [added, *itertools.chain.from_iterable(map(_ROW, part))])
         start += size
 
 

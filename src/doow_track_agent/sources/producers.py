@@ -29,10 +29,10 @@ import logging
 import resource
 import time
 from collections import Counter
-from typing import List, NamedTuple, Optional, Set, Tuple, Union
+from typing import List, NamedTuple, Optional, Set, Tuple
 
 from doow_track_agent.buffers.spool import Spool, SpoolError
-from doow_track_agent.intake.events import Accepted, Intake, Invalid
+from doow_track_agent.intake.events import Intake, Invalid
 from doow_track_agent.log_throttle import Throttled
 from doow_track_agent.sources.lines import Line, LineSplitter
 from doow_track_agent.sources.pacing import pace
@@ -45,7 +45,6 @@ CHUNKS_IN_FLIGHT = 4      # per connection: read ahead while earlier chunks comm
 TOKEN_TIMEOUT = 10.0      # seconds a TCP connection has to send its token line
 CONNECTION_RESERVE = 64   # descriptors kept for the spool, logs, health and delivery
 
-Verdict = Union[Accepted, Invalid]
 
 
 def _reply_ok(line: int, event_id: str) -> bytes:
@@ -62,10 +61,23 @@ def _invalid_reply(invalid: Invalid) -> bytes:
     return _reply_error(invalid.line, f"{invalid.path}: {invalid.message}", invalid.kind)
 
 
-class _Chunk(NamedTuple):
-    """Lines read together: their verdicts, how many events fitted in the spool, their commit."""
+class _Row(NamedTuple):
+    """A valid line of a chunk, as the spool takes it (its ``event_id`` and ``body``) and as its reply names it."""
 
-    verdicts: List[Tuple[int, "Verdict"]]
+    line: int
+    event_id: str
+    body: bytes
+
+
+class _Chunk(NamedTuple):
+    """Lines read together: their valid rows, their invalid lines, how many rows fitted in the spool, their commit.
+
+    ``invalid`` holds ``(index, Invalid)`` in line order, ``index`` being how
+    many rows came before that line (its reply goes before ``rows[index]``'s).
+    """
+
+    rows: List[_Row]
+    invalid: List[Tuple[int, Invalid]]
     fitting: int
     committed: "Optional[asyncio.Future[None]]"
 
@@ -186,7 +198,7 @@ class Producers:
                 authenticated = conn.authenticated = self._check_token(lines.pop(0)[1], token or "")
                 if not authenticated:
                     log.warning("%s: refused a producer without the right token", conn.origin)
-                    await chunks.put(_Chunk([(1, _AUTH_FAILED)], 0, None))
+                    await chunks.put(_Chunk([], [(0, _AUTH_FAILED)], 0, None))
                     return
             await chunks.put(self.submit(lines, conn.source))
             conn.busy = False
@@ -223,10 +235,13 @@ class Producers:
 
     def submit(self, lines: List[Line], source: Source) -> "_Chunk":
         """Judge a chunk of numbered lines and queue its valid events for the next group commit."""
-        verdicts = self._judge(lines, source)
-        fitting, committed = self.spool.append(
-            [verdict for _, verdict in verdicts if isinstance(verdict, Accepted)], source=source)
-        return _Chunk(verdicts, fitting, committed)
+        rows, others = self.intake.accept_block(lines, _Row)
+        # An event_id the line gives itself is the producer's to repeat: the agent sends what it is given.
+        invalid = [(index, verdict) for index, _, _, verdict in others if type(verdict) is Invalid]
+        for _ in invalid:
+            self.stats.count_invalid(source)
+        fitting, committed = self.spool.append(rows, source=source)
+        return _Chunk(rows, invalid, fitting, committed)
 
     async def answer(self, chunk: "_Chunk") -> bytes:
         """The replies of a chunk, once its events are committed (or could not be)."""
@@ -237,35 +252,25 @@ class Producers:
             except SpoolError as exc:
                 failure = str(exc)
                 log.error("refusing %d event(s): %s", chunk.fitting, exc)
-        return self._replies(chunk.verdicts, chunk.fitting, failure)
+        return self._replies(chunk, failure)
 
-    def _judge(self, lines: List[Line], source: Source) -> List[Tuple[int, Verdict]]:
-        intake = self.intake
-        verdicts: List[Tuple[int, Verdict]] = []
-        for line, raw in lines:
-            verdict = intake.accept(raw, line)
-            if verdict is None:
-                continue
-            if isinstance(verdict, Invalid):
-                self.stats.count_invalid(source)
-            verdicts.append((line, verdict))
-        return verdicts
-
-    def _replies(self, verdicts: List[Tuple[int, Verdict]], fitting: int, failure: Optional[str]) -> bytes:
+    def _replies(self, chunk: "_Chunk", failure: Optional[str]) -> bytes:
+        """One reply per judged line, in line order: ok with its event_id, or why not."""
         out: List[bytes] = []
-        index = 0
-        for line, verdict in verdicts:
-            if isinstance(verdict, Invalid):
-                out.append(_invalid_reply(verdict))
-                continue
-            index += 1
-            if failure is not None:
-                out.append(_reply_error(line, failure, "spool_error"))
-            elif index > fitting:
-                out.append(_reply_error(line, self._full_message(), "spool_full"))
-            else:
-                out.append(_reply_ok(line, verdict.event_id))
-        if index <= fitting:
+        rows, fitting, done = chunk.rows, chunk.fitting, 0
+        for until, invalid in [*chunk.invalid, (len(rows), None)]:
+            for position in range(done, until):
+                row = rows[position]
+                if failure is not None:
+                    out.append(_reply_error(row.line, failure, "spool_error"))
+                elif position >= fitting:
+                    out.append(_reply_error(row.line, self._full_message(), "spool_full"))
+                else:
+                    out.append(_reply_ok(row.line, row.event_id))
+            done = until
+            if invalid is not None:
+                out.append(_invalid_reply(invalid))
+        if len(rows) <= fitting:
             self._warned_full = False
         return b"".join(out)
 
