@@ -9,7 +9,7 @@ import stat
 
 from doow_track_agent.intake.events import BULK_LINES
 from tests.support.agent import (EVENT, Load, assert_stored_exactly_once, fail_receiver, free_port, heal_receiver,
-                                  wait_for)
+                                 wait_for)
 
 
 def test_eight_concurrent_producers_every_ack_stored_once(agent, receiver):

@@ -46,7 +46,6 @@ TOKEN_TIMEOUT = 10.0      # seconds a TCP connection has to send its token line
 CONNECTION_RESERVE = 64   # descriptors kept for the spool, logs, health and delivery
 
 
-
 def _reply_ok(line: int, event_id: str) -> bytes:
     # The schema limits event_ids to [A-Za-z0-9_.:-]: nothing to escape (generated ones are UUIDs).
     return b'{"ok":true,"line":%d,"event_id":"%s"}\n' % (line, event_id.encode("ascii"))
