@@ -6,11 +6,17 @@ a fresh one per run.  doow-track and the official Node CLI (``DOOW_TRACK_FLUSH_A
 its best loss-free setting) take turns, so machine load hits both alike; each
 figure is the median of ``--repeat`` runs and is shown with its ratio to Node's.
 CPU is the client process's own user+sys (``wait4``) divided by the events.
+Clients are started by a small spawner process: a child's max RSS counts the
+memory of the process it was forked from (Linux records the old image's
+high-water mark at exec), so forked from this bench it would include the
+bench's own tens of MB.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
 import shutil
 import statistics
@@ -25,6 +31,39 @@ from doow_track_agent.receiver.store import Store
 CLI = [sys.executable, "-m", "doow_track_agent"]
 KEY = "dk_bench_local_only"
 NODE_CLI = os.environ.get("DOOW_TRACK_NODE_CLI", "/work/shared/anchors/doow-track-node-0.1.4/cli.cjs")
+
+
+_SPAWNER = """
+import json, os, subprocess, sys, time
+for request in map(json.loads, sys.stdin):
+    with open(request["stdin"], "rb") as stdin:
+        started = time.perf_counter()
+        child = subprocess.Popen(request["command"], stdin=stdin, env=request["env"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(child.pid, 0)
+    print(json.dumps({"seconds": time.perf_counter() - started, "exit": os.waitstatus_to_exitcode(status),
+                      "cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}), flush=True)
+"""
+
+
+class Spawner:
+    """Runs client commands from a small process of its own, so each one's max RSS is its own (module doc)."""
+
+    def __init__(self) -> None:
+        self._process = subprocess.Popen([sys.executable, "-c", _SPAWNER], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True)
+
+    def run(self, command: list, env: dict, stdin: str) -> dict:
+        """``{"seconds", "exit", "cpu_s", "peak_mb"}`` of ``command`` run to its end with ``stdin`` (a file path)."""
+        self._process.stdin.write(json.dumps({"command": command, "env": env, "stdin": stdin}) + "\n")
+        self._process.stdin.flush()
+        return json.loads(self._process.stdout.readline())
+
+
+@functools.lru_cache(maxsize=None)
+def spawner() -> Spawner:
+    """The one spawner; ``main`` makes it first, while this process is still small."""
+    return Spawner()
 
 
 def start_receiver(workdir: str, latency_ms: int) -> "tuple[subprocess.Popen, str, str]":
@@ -62,33 +101,23 @@ def pipe_run(client: str, events_file: str, events: int, latency_ms: int, workdi
     receiver, url, database = start_receiver(workdir, latency_ms)
     command, env = client_commands(url)[client]
     try:
-        with open(events_file, "rb") as stdin:
-            started = time.perf_counter()
-            child = subprocess.Popen(command, stdin=stdin, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-            _, status, usage = os.wait4(child.pid, 0)
-            seconds = time.perf_counter() - started
-        code = os.waitstatus_to_exitcode(status)
+        ran = spawner().run(command, env, events_file)
     finally:
         receiver.terminate()
         receiver.wait()
     stored = Store(database).count()
     shown = " ".join(word for word in command if word != CLI[0] or client != "doow-track").replace(KEY, "dk_…")
     prefix = "DOOW_TRACK_ENDPOINT=URL DOOW_TRACK_FLUSH_AT=500 " if client == "Node CLI" else ""
-    return {"client": client, "latency": latency_ms, "exit": code, "stored": stored, "lost": events - stored,
-            "seconds": seconds, "rate": stored / seconds, "requests": requests_made(database),
-            "cpu_us": (usage.ru_utime + usage.ru_stime) / events * 1e6, "peak_mb": usage.ru_maxrss / 1024,
+    return {"client": client, "latency": latency_ms, "exit": ran["exit"], "stored": stored,
+            "lost": events - stored, "seconds": ran["seconds"], "rate": stored / ran["seconds"],
+            "requests": requests_made(database), "cpu_us": ran["cpu_s"] / events * 1e6, "peak_mb": ran["peak_mb"],
             "command": f"{prefix}{shown.replace(url, 'URL')} < events.ndjson"}
 
 
 def dry_run_cpu_s(events_file: str) -> float:
     """CPU seconds (user+sys) of ``doow-track --dry-run`` on ``events_file``: start-up, reading, intake; no delivery."""
     command, env = client_commands("http://127.0.0.1:9")["doow-track"]
-    with open(events_file, "rb") as stdin:
-        child = subprocess.Popen([*command, "--dry-run"], stdin=stdin, env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-        _, _, usage = os.wait4(child.pid, 0)
-    return usage.ru_utime + usage.ru_stime
+    return spawner().run([*command, "--dry-run"], env, events_file)["cpu_s"]
 
 
 def cpu_split(events_file: str, events: int, full_cpu_us: float, workdir: str, repeat: int) -> "dict[str, float]":
@@ -137,6 +166,7 @@ def version_ms(runs: int = 15) -> float:
 
 
 def main() -> None:
+    spawner()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3, help="runs per client and latency; medians are shown")
@@ -169,7 +199,8 @@ def main() -> None:
         print(f"  {row['client']}: {row['command']}")
     print(f"  doow-track split: {tables[0]['doow-track']['command'].replace(' < events.ndjson', '')} --dry-run "
           "< events.ndjson, and the same with one event")
-    print("  peak MB is the client process's own max RSS, CPU its user+sys (wait4 rusage of that child)")
+    print("  peak MB is the client process's own max RSS, CPU its user+sys (wait4 rusage of that child, "
+          "started by a small spawner process)")
     shutil.rmtree(workdir, ignore_errors=True)
 
 
