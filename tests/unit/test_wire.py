@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from doow_track_agent.intake.wire import new_uuid4, new_uuid4s
+from doow_track_agent.intake.wire import BoundedMemo, new_uuid4, new_uuid4s
 
 
 def test_ids_are_uuid4_and_unique():
@@ -35,3 +35,11 @@ def test_a_forked_child_draws_fresh_randomness():
     os.waitpid(child, 0)
     from_child = os.read(read, 64).decode()
     assert from_child != new_uuid4()
+
+
+def test_a_bounded_memo_forgets_everything_once_over_its_limit_and_keeps_the_newest():
+    memo = BoundedMemo(limit=10)
+    assert memo.keep("a", "A", 4) == "A" and memo.keep("b", "B", 4) == "B"
+    assert (memo.get("a"), memo.get("b")) == ("A", "B")
+    memo.keep("c", "C", 4)  # 12 > 10: a and b are forgotten, c stays
+    assert (memo.get("a"), memo.get("b"), memo.get("c")) == (None, None, "C")

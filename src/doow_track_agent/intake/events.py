@@ -235,8 +235,7 @@ class Intake:
         self._lines = 0  # judged the slow way, until the run turns out to be bulk
         self._bulk_after = bulk_after
         self._fast: "Optional[FastPath]" = _fast_path() if bulk_after <= 0 else None
-        self._shapes: dict = {}  # see ``_parts``
-        self._shapes_size = 0
+        self._shapes = wire.BoundedMemo()  # see ``_parts``
 
     def accept_block(self, lines: Sequence[Tuple[int, bytes]], row: type = tuple,
                      default_ids: Optional[List[str]] = None) -> Tuple[List[tuple], List[tuple]]:
@@ -303,20 +302,14 @@ class Intake:
         """``wire.event_parts`` of an event of this ``shape``, remembered (bulk input repeats a few shapes).
 
         ``shape``: the fields the parts depend on, the attribution as ``AttributionTexts``' key.  None when
-        the license_id is not printable (``accept`` words the error).  Memory stays bounded as
-        ``AttributionTexts``' does: all forgotten past the limit.
+        the license_id is not printable (``accept`` words the error).
         """
         if not shape[0].isprintable():
             return None
         key = shape[-1]
         parts = wire.event_parts(event, self._attributions.text(attribution, key))
         size = sum(map(len, parts)) + len(key or b"") + sum(len(field) for field in shape[:4] if field)
-        self._shapes_size += size
-        if self._shapes_size > wire.AttributionTexts.LIMIT:
-            self._shapes.clear()
-            self._shapes_size = size
-        self._shapes[shape] = parts
-        return parts
+        return self._shapes.keep(shape, parts, size)
 
     def accept(self, raw: bytes, line: int, event_id: Optional[str] = None) -> Union[Accepted, Invalid, None]:
         """Judge one line; None for a blank line (blank lines are not errors).

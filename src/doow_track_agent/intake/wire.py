@@ -192,6 +192,27 @@ def attribution_text(attribution: Optional[dict], default: dict) -> str:
     return _compact(attribution) if attribution else "null"
 
 
+class BoundedMemo:
+    """Values remembered by key up to ``limit`` characters in all (the caller gives each entry's size),
+    then all forgotten at once: bulk input repeats a few shapes, and memory stays bounded whatever comes."""
+
+    def __init__(self, limit: int = 1 << 20) -> None:
+        self.limit = limit
+        self._known: dict = {}
+        self._size = 0
+        # The value remembered under a key, or None: the dict's own get (a lookup per line; it is never replaced).
+        self.get: Callable[[Any], Any] = self._known.get
+
+    def keep(self, key: Any, value: Any, size: int) -> Any:
+        """Remember ``value`` (``size`` characters with its key) under ``key``; returns ``value``."""
+        self._size += size
+        if self._size > self.limit:
+            self._known.clear()
+            self._size = size
+        self._known[key] = value
+        return value
+
+
 class AttributionTexts:
     """``attribution_text`` for one default attribution, remembering the texts of repeated attributions.
 
@@ -202,13 +223,10 @@ class AttributionTexts:
     ``true`` included): the fast path uses msgspec's JSON of the attribution.
     """
 
-    LIMIT = 1 << 20  # characters remembered (texts and keys), then all forgotten at once: memory stays bounded
-
     def __init__(self, default: dict) -> None:
         self.default = default
         self.bare = attribution_text(None, default)  # an event without attribution of its own
-        self._known: dict = {}
-        self._size = 0
+        self._known = BoundedMemo()
 
     def text(self, attribution: Optional[dict], key: Optional[bytes] = None) -> str:
         """The wire text; ``key`` (or None: nothing remembered) as the class says."""
@@ -219,11 +237,7 @@ class AttributionTexts:
         known = self._known.get(key)
         if known is None:
             known = attribution_text(attribution, self.default)
-            self._size += len(known) + len(key)
-            if self._size > self.LIMIT:
-                self._known.clear()
-                self._size = len(known) + len(key)
-            self._known[key] = known
+            self._known.keep(key, known, len(known) + len(key))
         return known
 
 
