@@ -15,7 +15,6 @@ checked too).
 from __future__ import annotations
 
 import json
-import math
 import os
 import string
 import subprocess
@@ -29,6 +28,7 @@ from doow_track_agent import samples
 from doow_track_agent.intake import fast_path, wire
 from doow_track_agent.intake.events import Intake, parse_line
 from doow_track_agent.intake.validation import load_schema, problems
+from tests.support.json_values import same
 
 FAST = fast_path.for_events()
 EXAMPLES = int(os.environ.get("FAST_PATH_EXAMPLES", "600"))  # raise it to search harder after changing the fast path
@@ -174,19 +174,6 @@ def test_what_the_fast_path_takes_the_schema_accepts_with_no_duplicate_key(raw):
     if event is not None:
         assert problems("event", event) == [], raw
         assert same(parse_line(raw.strip()), event), raw  # the strict parse: no duplicate key, same values
-
-
-def same(left, right) -> bool:
-    """Equal, and of the same types all the way down (1 is not 1.0 nor True, -0.0 is not 0.0)."""
-    if type(left) is not type(right):
-        return False
-    if isinstance(left, dict):
-        return list(left) == list(right) and all(same(left[key], right[key]) for key in left)
-    if isinstance(left, list):
-        return len(left) == len(right) and all(same(a, b) for a, b in zip(left, right))
-    if isinstance(left, float):
-        return left == right and math.copysign(1, left) == math.copysign(1, right)
-    return left == right
 
 
 def test_attributions_differing_only_in_type_keep_their_own_text():

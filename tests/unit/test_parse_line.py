@@ -9,13 +9,13 @@ keys, and bytes that are not JSON or not UTF-8.
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from doow_track_agent.intake.events import parse_line
+from tests.support.json_values import same
 
 EDGE_NUMBERS = ["0", "-0", "-0.0", "1e400", "-1e400", "1e-400", "5e-324", "2.4703282292062328e-324",
                 "1.7976931348623157e308", "1.7976931348623159e308", "9007199254740993", "18446744073709551616",
@@ -43,19 +43,6 @@ def lines(draw) -> bytes:
         at = draw(st.integers(0, len(raw)))
         raw = raw[:at] + draw(st.binary(min_size=1, max_size=2)) + raw[at:]
     return raw
-
-
-def same(left, right) -> bool:
-    """Equal, and of the same types all the way down (1 is not 1.0, -0.0 is not 0.0)."""
-    if type(left) is not type(right):
-        return False
-    if isinstance(left, dict):
-        return list(left) == list(right) and all(same(left[key], right[key]) for key in left)
-    if isinstance(left, list):
-        return len(left) == len(right) and all(same(a, b) for a, b in zip(left, right))
-    if isinstance(left, float):
-        return left == right and math.copysign(1, left) == math.copysign(1, right)
-    return left == right
 
 
 def json_module(raw: bytes):
