@@ -128,6 +128,19 @@ def test_any_number_of_fraction_digits_is_a_timestamp_cut_to_milliseconds(fracti
     assert b'"occurred_at":"2026-11-24T10:00:00.%sZ"' % fraction[:3].encode() in result.body
 
 
+@pytest.mark.parametrize("bulk_after", [None, 0], ids=["slow path", "fast path"])
+@pytest.mark.parametrize("metadata,path", [({"k": "1e400"}, "$.metadata.k"), ({"k": ["1", {"j": "-1e400"}]}, "$.metadata.k[1].j"),
+                                           ({"n": "1" + "0" * 400 + ".0"}, "$.metadata.n")])
+def test_a_number_too_large_for_json_in_metadata_is_an_ordinary_invalid_line(metadata, path, bulk_after) -> None:
+    text = json.dumps({"metric": "m", "quantity": 1, "license_id": "lic_1", "metadata": metadata})
+    raw = text.replace('"1e400"', "1e400").replace('"-1e400"', "-1e400").replace('"1' + "0" * 400 + '.0"',
+                                                                                "1" + "0" * 400 + ".0").encode()
+    intake = Intake() if bulk_after is None else Intake(bulk_after=bulk_after)
+    result = intake.accept(raw, 1)
+    assert isinstance(result, Invalid) and result.kind == "schema", result
+    assert result.path == path and "finite" in result.message
+
+
 def test_the_earliest_instant_keeps_its_four_digit_year() -> None:
     raw = b'{"metric":"m","quantity":1,"license_id":"lic_1","timestamp":"0001-01-01T00:00:00Z"}'
     result = Intake().accept(raw, 1)

@@ -377,6 +377,9 @@ class Intake:
         secret = None if fast else policy.find_secret(raw, event)
         if secret:
             return Invalid(line, secret[0], f"value looks like {secret[1]}; never send secrets as event data", "secret")
+        unsendable = policy.number_problem(event)
+        if unsendable:
+            return Invalid(line, unsendable[0], unsendable[1], "schema")
         oversized = policy.size_problem(event)
         if oversized:
             return Invalid(line, oversized[0], oversized[1], "size")

@@ -10,6 +10,7 @@ could hide one.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Iterator, Optional, Tuple
 
@@ -92,6 +93,26 @@ def name_problem(event: dict) -> Optional[Tuple[str, str]]:
     if type(license_id) is str and not license_id.isprintable():
         bad = next(char for char in license_id if not char.isprintable())
         return "$.license_id", f"contains the non-printable character U+{ord(bad):04X}; names must be printable"
+    return None
+
+
+def _floats(value: Any, path: str) -> Iterator[Tuple[str, float]]:
+    if type(value) is float:
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _floats(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _floats(item, f"{path}[{index}]")
+
+
+def number_problem(event: dict) -> Optional[Tuple[str, str]]:
+    """Return ``(json_path, reason)`` for a number too large for a double (``1e400``) where the schema allows any
+    value (``metadata``): JSON has no Infinity, so the event could not be sent."""
+    for path, number in _floats(event.get("metadata"), "$.metadata"):
+        if not math.isfinite(number):
+            return path, "a number out of range: JSON numbers must be finite (at most about 1.8e308)"
     return None
 
 
