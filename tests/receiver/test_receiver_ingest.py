@@ -193,6 +193,15 @@ def test_a_body_without_content_length_is_411(receiver):
     conn.close()
 
 
+def test_a_content_length_of_thousands_of_digits_is_413_not_a_500(receiver):
+    host, port = receiver.url.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"POST /telemetry/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+                     + b"\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n")
+        answer = b"".join(iter(lambda: conn.recv(65536), b"")).decode("latin-1")
+    assert answer.startswith("HTTP/1.1 413 ") and "body_too_large" in answer, answer[:200]
+
+
 @pytest.mark.parametrize("length", ["-5", "+5", "abc", "1e3", "\u00b2", "5 5", "0x10"])
 def test_a_content_length_that_is_not_a_number_of_bytes_is_400_and_stores_nothing(receiver, length):
     host, port = receiver.url.rsplit("/", 1)[1].split(":")

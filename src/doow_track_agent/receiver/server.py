@@ -329,13 +329,17 @@ class _Handler(BaseHTTPRequestHandler):
         A refused body stays unread, so the connection cannot be reused.
         """
         length = self.headers.get("Content-Length")
+        if length is not None:
+            length = length.strip(" \t")  # a field value's surrounding whitespace is not part of it (RFC 9110 5.5)
         if length is None:
             self.close_connection = True
             raise ProtocolError(411, "length_required", "a Content-Length header is required")
         if not (length.isascii() and length.isdigit()):  # str.isdigit alone takes "²" and other Unicode digits
             self.close_connection = True  # RFC 9112 6.3: an invalid Content-Length is unrecoverable framing
             raise ProtocolError(400, "bad_framing", f"Content-Length {length[:40]!r} is not a number of bytes")
-        if int(length) > self.server.app.max_body_bytes:
+        # More digits than any allowed size is too large before int() (which refuses over 4,300 digits).
+        if len(length.lstrip("0")) > len(str(self.server.app.max_body_bytes)) or \
+                int(length) > self.server.app.max_body_bytes:
             self.close_connection = True
             raise ProtocolError(413, "body_too_large", f"body exceeds {self.server.app.max_body_bytes} bytes")
         try:
