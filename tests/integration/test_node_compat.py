@@ -110,7 +110,8 @@ def test_outbox_hint_resends_with_the_runs_key_source(tmp_path, free_port, sourc
     assert os.path.exists(tmp_path / "out.ndjson")
 
 
-@pytest.mark.parametrize("proxy", ["http://127.0.0.1:{port}", "http://user:proxy-secret@127.0.0.1:{port}", "off"])
+@pytest.mark.parametrize("proxy", ["http://127.0.0.1:{port}", "http://user:proxy-secret@127.0.0.1:{port}", "off",
+                                   " http://user:proxy-secret@127.0.0.1:{port}"])
 def test_outbox_hint_resends_through_the_runs_proxy_without_its_password(tmp_path, free_port, proxy):
     proxy = proxy.format(port=free_port)  # nothing listens there: the run outboxes
     endpoint = f"http://127.0.0.1:{free_port}"
@@ -120,6 +121,6 @@ def test_outbox_hint_resends_through_the_runs_proxy_without_its_password(tmp_pat
                   timeout=120)
     assert run.code == 75, run.err
     hint = re.search(r"re-send them with: (.*)", run.err).group(1)
-    shown = shlex.quote(proxy.replace("user:proxy-secret@", "***@"))  # the hint is shell-quoted
+    shown = shlex.quote(proxy.strip().replace("user:proxy-secret@", "***@"))  # the hint is shell-quoted
     assert f"--endpoint {endpoint} --proxy {shown} <" in hint
     assert "proxy-secret" not in run.err

@@ -170,7 +170,7 @@ def resend_command(args: argparse.Namespace, env: Mapping[str, str], path: str) 
     if endpoint:
         words += ["--endpoint", shown_url(endpoint)]
     if args.proxy:  # the route that failed may need it again; a proxy password is shown as *** to fill in
-        words += ["--proxy", shown_url(args.proxy)]
+        words += ["--proxy", shown_url(args.proxy.strip())]  # stripped as the run used it, so *** masks it
     key_in_variable = args.api_key or (env.get("DOOW_TRACK_API_KEY") and not args.api_key_file)
     prefix = "DOOW_TRACK_API_KEY=... " if key_in_variable else ""
     return prefix + " ".join(shlex.quote(word) for word in words) + f" < {shlex.quote(path)}"
