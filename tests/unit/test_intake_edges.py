@@ -129,7 +129,8 @@ def test_any_number_of_fraction_digits_is_a_timestamp_cut_to_milliseconds(fracti
 
 
 @pytest.mark.parametrize("bulk_after", [None, 0], ids=["slow path", "fast path"])
-@pytest.mark.parametrize("metadata,path", [('{"k":1e400}', "$.metadata.k"), ('{"k":[1,{"j":-1e400}]}', "$.metadata.k[1].j"),
+@pytest.mark.parametrize("metadata,path", [('{"k":1e400}', "$.metadata.k"),
+                                           ('{"k":[1,{"j":-1e400}]}', "$.metadata.k[1].j"),
                                            ('{"n":1%s.0}' % ("0" * 400), "$.metadata.n")])
 def test_a_number_too_large_for_json_in_metadata_is_an_ordinary_invalid_line(metadata, path, bulk_after) -> None:
     raw = b'{"metric":"m","quantity":1,"license_id":"lic_1","metadata":%s}' % metadata.encode()
