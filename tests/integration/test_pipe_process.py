@@ -347,3 +347,35 @@ def test_send_with_no_agent_says_nothing_was_sent_naming_the_socket(tmp_path):
     assert result.code == 69, result.err
     assert f"no agent listening at {socket_path}" in result.err and "nothing sent" in result.err
     assert "line None" not in result.out + result.err and "0 of 0" not in result.out + result.err
+
+
+def test_a_request_left_hanging_at_the_shutdown_deadline_does_not_hold_the_exit(tmp_path):
+    """The endpoint takes the request and never answers; a stop signal ends the run at shutdownTimeout,
+    not at the request timeout (60 s): the exchange is abandoned, its events outboxed."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: List[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+    outbox = tmp_path / "outbox.ndjson"
+    settings = tmp_path / "slow.json"
+    settings.write_text(json.dumps({"shutdownTimeout": 300, "timeout": 60000}))
+    child = spawn(["--api-key", KEY, "--endpoint", f"http://127.0.0.1:{listener.getsockname()[1]}",
+                   "--outbox", str(outbox), "--config", str(settings), "--json"], subprocess.PIPE)
+    try:
+        child.stdin.write(lines(EVENT, EVENT))
+        child.stdin.close()
+        deadline = time.monotonic() + 20
+        while not accepted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert accepted, "the request never reached the endpoint"
+        time.sleep(0.2)  # the request is sent and waits for its answer
+        stopped = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        out = child.stdout.read()
+        child.wait(timeout=30)
+        took = time.monotonic() - stopped
+    finally:
+        child.kill()
+        listener.close()
+    assert child.returncode == 75, child.stderr.read()
+    assert took < 10, f"exit took {took:.1f}s after SIGTERM: the hanging request held it"
+    assert json.loads(out)["outboxed"] == 2 and len(outbox.read_bytes().splitlines()) == 2

@@ -5,7 +5,9 @@ exit, delivers one valid event to the real receiver.  Each module named here
 is a measured cost that the one-event path does not need: jsonschema (valid
 input never needs it), msgspec (intake's fast path, only once a run is bulk),
 isal (gzip for large bodies only), truststore (https with the system store),
-and what only the agent or other commands use.
+anyio's event-loop machinery (httpx's asynchronous transport: requests go over
+its blocking one, on worker threads; httpcore imports anyio's lazy top level
+only), and what only the agent or other commands use.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import sys
 
 from tests.support.cli import BIN, KEY, base_env
 
-NOT_ON_ONE_EVENT_PATH = ("jsonschema", "msgspec", "isal", "truststore", "daemon", "prometheus_client", "sqlite3",
-                         "doow_track_agent.modes.agent.run", "doow_track_agent.intake.fast_path")
+NOT_ON_ONE_EVENT_PATH = ("jsonschema", "msgspec", "isal", "truststore", "anyio._backends._asyncio", "daemon",
+                         "prometheus_client", "sqlite3", "doow_track_agent.modes.agent.run",
+                         "doow_track_agent.intake.fast_path")
 # (Not rich: httpx imports its own command line, which imports rich, wherever click is installed too.)
 
 _PROBE = """

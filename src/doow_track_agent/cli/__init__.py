@@ -14,7 +14,7 @@ import sys
 from importlib import import_module
 from typing import List, Optional
 
-from doow_track_agent import __version__, coredumps, stopping, streams
+from doow_track_agent import __version__, collector, coredumps, stopping, streams
 from doow_track_agent.cli.registry import COMMANDS, DEFAULT_COMMAND, REPORTS_DELIVERY
 from doow_track_agent.cli.usage import UsageParser
 from doow_track_agent.exits import EX_INTERRUPTED, EX_IOERR, EX_OK, EX_SOFTWARE, CommandError
@@ -48,7 +48,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         # Pipe mode and the agent act on every stop signal (outbox, drain); noted from here, before the
         # imports and start-up work, so that one arriving meanwhile is acted on too (see ``stopping``).
         stopping.note_early()
-        return int(import_module(DEFAULT_COMMAND).main(argv))
+        collector.starting()  # pipe mode and the agent call collector.settled() once started
+        try:
+            return int(import_module(DEFAULT_COMMAND).main(argv))
+        finally:
+            collector.at_exit()
     except CommandError as error:
         sys.stderr.write(f"doow-track: {error}\n")
         return error.code

@@ -12,10 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+import zlib
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
 
 import httpx
 
+from doow_track_agent.delivery import replies
+from doow_track_agent.delivery.workers import Workers
 from doow_track_agent.intake import wire
 from doow_track_agent.config import ConfigError, Settings
 from doow_track_agent.egress import EgressError, needs_tls, ssl_context, untrusted_hint
@@ -77,50 +80,93 @@ def build(settings: Settings, *, headers: Dict[str, str], asynchronous: bool,
     return httpx.AsyncClient(**options) if asynchronous else httpx.Client(**options)
 
 
+class Answer(NamedTuple):
+    """What came back for one request: the status, the headers and at most ``replies.MAX_REPLY_BYTES`` of the body."""
+
+    status_code: int
+    headers: httpx.Headers
+    body: bytes
+
+
 class Sender:
-    """POSTs to one path of the endpoint: ``client.post`` with everything that is the same for every
-    request worked out once.
+    """POSTs to one path of the endpoint over httpx's blocking transport, on worker threads awaited from
+    the event loop.
 
     The URL, the headers (the client's defaults with ours) and the timeouts
     are taken from ``client.build_request`` at the start; each request then
-    goes straight to the client's transport (``httpx.AsyncHTTPTransport``,
-    made by :func:`transport`: proxy and trust as configured).  What
+    goes straight to the client's transport (``httpx.HTTPTransport``, made
+    by :func:`transport`: proxy and trust as configured).  What
     ``client.send`` adds per request is left out because a batch needs none
     of it: auth flows, cookies, event hooks, and redirects, which are never
-    followed anyway (a 3xx is the answer).  The URL is parsed and the
-    headers merged once per client instead of once per request.
+    followed anyway (a 3xx is the answer).
+
+    Why threads (``workers``, one per connection) and not httpx's
+    asynchronous transport: the blocking one never imports anyio nor runs
+    httpcore's asynchronous locks, which cost 14 ms of a one-event run
+    (issue 16).
     """
 
     def __init__(self, settings: Settings, *, headers: Dict[str, str], path: str, limits: httpx.Limits) -> None:
-        self._transport = transport(settings, asynchronous=True, limits=limits)
-        assert isinstance(self._transport, httpx.AsyncHTTPTransport)
-        self.client = build(settings, headers=headers, asynchronous=True, via=self._transport)
-        assert isinstance(self.client, httpx.AsyncClient)
+        self._transport = transport(settings, asynchronous=False, limits=limits)
+        assert isinstance(self._transport, httpx.HTTPTransport)
+        self.client = build(settings, headers=headers, asynchronous=False, via=self._transport)
         template = self.client.build_request("POST", path)
         self._url = template.url
         # Content-Length is each body's own; httpx.Request sets it from the content.
         self._headers = [(name, value) for name, value in template.headers.raw if name.lower() != b"content-length"]
         self._merged: Dict[Tuple[Tuple[str, str], ...], httpx.Headers] = {}  # by the headers a request adds
         self._timeout = self.client.timeout.as_dict()
+        self._workers = Workers(limits.max_connections or 1, "doow-track-http")
 
-    async def post(self, body: bytes, headers: Dict[str, str]) -> httpx.Response:
-        """Send ``body`` with ``headers`` added; the answer's body is left unread (close the response).
+    async def post(self, body: bytes, headers: Dict[str, str]) -> Answer:
+        """Send ``body`` with ``headers`` added and read the answer (capped: see :func:`read_capped`).
 
         Raises what ``client.post`` raises: httpx.TransportError and its kin (no answer).
         """
+        return await self._workers.run(lambda: self.exchange(body, headers))
+
+    def exchange(self, body: bytes, headers: Dict[str, str]) -> Answer:
+        """One request and its (capped) answer, blocking; raises as :meth:`post` does."""
         added = tuple(headers.items())
         merged = self._merged.get(added)
         if merged is None:
             merged = self._merged[added] = httpx.Headers([*self._headers, *added])
         request = httpx.Request("POST", self._url, headers=merged, content=body, extensions={"timeout": self._timeout})
-        response = await self._transport.handle_async_request(request)
-        # httpx's own request line (what ``--verbose``/``debug`` shows), on httpx's logger as the client logs it.
-        _httpx_log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url, response.http_version,
-                        response.status_code, response.reason_phrase)
-        return response
+        response = self._transport.handle_request(request)
+        try:
+            # httpx's own request line (what ``--verbose``/``debug`` shows), on httpx's logger as the client logs it.
+            _httpx_log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url, response.http_version,
+                            response.status_code, response.reason_phrase)
+            return Answer(response.status_code, response.headers, read_capped(response))
+        finally:
+            response.close()
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        self._workers.close()
+        self.client.close()
+
+
+def read_capped(response: httpx.Response) -> bytes:
+    """At most ``replies.MAX_REPLY_BYTES`` of an answer, read and decompressed: a hostile or broken server
+    (a gzip bomb included) cannot make us buffer more.  httpx would inflate a whole chunk at once, so the
+    raw bytes are read and inflated here with a bound on the output.
+    """
+    limit = replies.MAX_REPLY_BYTES
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    inflater = zlib.decompressobj(_WBITS[encoding]) if encoding in _WBITS else None
+    out = b""
+    for chunk in response.iter_raw():
+        try:
+            out += inflater.decompress(chunk, limit + 1 - len(out)) if inflater else chunk
+        except zlib.error:
+            break  # a corrupt answer: its status still counts, its text is what inflated so far
+        if len(out) > limit:
+            break
+    return out[:limit]
+
+
+# zlib window bits for the encodings we may be sent (RFC 9110 8.4.1): gzip, and zlib-wrapped deflate.
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 def default_headers(api_key: Optional[str], agent: str = wire.USER_AGENT) -> Dict[str, str]:

@@ -174,13 +174,19 @@ class Pump:
             await self._close_clients()
 
     async def _finish_in_flight(self) -> None:
+        """Wait for the batches in flight; cancel them (their events are deferred) once past the drain
+        deadline, which ``stop`` may set while this waits (the input ended, then a signal came)."""
         while self._tasks:
-            timeout = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
-            done, _ = await asyncio.wait(set(self._tasks), timeout=timeout)
-            if not done and self._tasks:
+            if self._past_deadline():
                 for task in list(self._tasks):
                     task.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+                return
+            timeout = None if self._deadline is None else self._deadline - time.monotonic()
+            self._wake.clear()
+            woken = asyncio.ensure_future(self._wake.wait())
+            await asyncio.wait({*self._tasks, woken}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            woken.cancel()
 
     async def _close_clients(self) -> None:
         for client in [*self._old_clients, self._client]:
@@ -324,12 +330,8 @@ class Pump:
     async def _post(self, batch: "Batch") -> replies.Reply:
         self.stats.requests += 1
         try:
-            response = await self._client.post(batch.body, batch.headers)
-            try:
-                answer = await _read_capped(response)
-            finally:
-                await response.aclose()
-            return replies.classify(response.status_code, response.headers, answer, batch.event_ids)
+            answer = await self._client.post(batch.body, batch.headers)
+            return replies.classify(answer.status_code, answer.headers, answer.body, batch.event_ids)
         except Exception as error:  # not only httpx.HTTPError: a bad port or IDNA raises others, and a TLS
             # alert after the handshake (mutual TLS refused) escapes as a bare ssl.SSLError; all mean "not sent".
             return replies.unreachable(error, http_client.explain(error, self._settings, await self._untrusted(error)))
@@ -388,26 +390,3 @@ def _deflater() -> Any:
     except ImportError:  # no wheel for this platform: zlib makes the same format, more slowly
         return zlib
     return isal_zlib
-
-
-async def _read_capped(response: httpx.Response) -> bytes:
-    """At most 64 KiB of an answer, read and decompressed: a hostile or broken server (a gzip bomb
-    included) cannot make us buffer more.  httpx would inflate a whole chunk at once, so the raw
-    bytes are read and inflated here with a bound on the output.
-    """
-    limit = replies.MAX_REPLY_BYTES
-    encoding = response.headers.get("content-encoding", "").strip().lower()
-    inflater = zlib.decompressobj(_WBITS[encoding]) if encoding in _WBITS else None
-    out = b""
-    async for chunk in response.aiter_raw():
-        try:
-            out += inflater.decompress(chunk, limit + 1 - len(out)) if inflater else chunk
-        except zlib.error:
-            break  # a corrupt answer: its status still counts, its text is what inflated so far
-        if len(out) > limit:
-            break
-    return out[:limit]
-
-
-# zlib window bits for the encodings we may be sent (RFC 9110 8.4.1): gzip, and zlib-wrapped deflate.
-_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}

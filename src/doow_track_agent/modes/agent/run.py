@@ -37,7 +37,7 @@ from typing import Callable, Iterable, List, Optional, Tuple, Union
 import daemon
 import daemon.daemon
 
-from doow_track_agent import __version__, config, stopping
+from doow_track_agent import __version__, collector, config, stopping
 from doow_track_agent.buffers.spool import Spool, SpoolError, SpoolLocked
 from doow_track_agent.config import ConfigError, Settings
 from doow_track_agent.delivery import http_client
@@ -537,6 +537,7 @@ def _run_in_daemon_context(settings: Settings, loader: Loader, pidfile: Optional
         return _refuse(handshake, EX_CONFIG, str(error))
     except (OSError, daemon.daemon.DaemonError) as error:
         return _refuse(handshake, EX_TEMPFAIL, f"cannot become a daemon: {error}")
+    collector.settled()
     try:
         return asyncio.run(_run(settings, loader, foreground, lock, handshake, early))
     finally:
