@@ -22,12 +22,18 @@ from doow_track_agent.egress import EgressError, Route, Tls, describe_trust, rou
 from doow_track_agent.intake import policy
 from doow_track_agent.intake.validation import Problem, load_schema, problems
 from doow_track_agent.loopback import is_loopback
-from doow_track_agent.redact import mask_key, scrub_keys, shown_url
+from doow_track_agent.redact import mask_key, mask_userinfo, scrub_secrets, shown_url
 from doow_track_agent.secure_files import owner_name, trusted_uid
 
 DEFAULT_CONFIG_PATH = "/etc/doow-track/doow-track.json"
 MAX_CONFIG_BYTES = 1024 * 1024
-_SECRET_KEYS = {"$.apiKey", "$.tcp.token"}
+# What a secret must be, said without quoting it (the schema's messages quote the value).
+_SECRET_KEYS = {"$.apiKey": "must be a Doow SDK key starting with dk_ (value not shown)",
+                "$.tcp.token": "must be a string of at least 16 characters (value not shown)"}
+# URL settings may carry user:password@; the schema's messages would quote the password.
+_URL_KEYS = {"$.endpoint": "is not an http:// or https:// base URL (https://host[:port][/path])",
+             "$.proxy": "is not an http:// or https:// proxy URL (http://host:port, with user:password@ before "
+                        "the host if the proxy wants it), nor off"}
 _SNAKE = re.compile(r"_([a-z])")
 
 
@@ -36,8 +42,9 @@ class ConfigError(Exception):
 
     def __init__(self, source: str, found: List[Problem]) -> None:
         self.source = source
-        # Messages quote config values (a key pasted in the wrong place included): mask key-shaped text.
-        self.problems = [Problem(scrub_keys(path), scrub_keys(message)) for path, message in found]
+        # Messages quote config values (a key pasted in the wrong place, a proxy URL with its password
+        # included): mask key-shaped text and URL passwords, whichever message quotes them.
+        self.problems = [Problem(scrub_secrets(path), scrub_secrets(message)) for path, message in found]
         found = self.problems
         lines = [f"{source}: {path}: {message}" for path, message in found]
         super().__init__("\n".join(lines))
@@ -152,7 +159,6 @@ def normalize(raw: Any, where: str = "$") -> Any:
     return out
 
 
-_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
 _IP_LITERAL = re.compile(r"[0-9.]+\Z|.*:")
 _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
 
@@ -166,7 +172,7 @@ def endpoint_problem(url: str) -> Optional[str]:
     import httpx  # here, not at the top: --help and --version need no HTTP stack
 
     shown = shown_url(url)
-    if _USERINFO.match(url):
+    if mask_userinfo(url, keep_user=False) != url:  # any "@": a password may hold "/", "?" or "#"
         return (f"{shown!r} has a user name or password before the host: refused, as it would be printed "
                 "and sent as Basic auth instead of the API key; give the bare URL (the key goes in apiKey)")
     if "?" in url or "#" in url:
@@ -202,10 +208,11 @@ def _extra_problems(raw: Any) -> List[Problem]:
 def _validated_layer(source: str, raw: Any, names: Mapping[str, str] = {}) -> dict:
     """Validate one layer; ``names`` maps schema paths to what the user typed (env var, flag)."""
     extra = _extra_problems(raw)
-    found = [problem for problem in problems("config", raw) if not (extra and problem.path == "$.endpoint")] + extra
+    found = [_hide_secret(problem, raw) for problem in problems("config", raw)
+             if not (extra and problem.path == "$.endpoint")] + extra
     found = found or _attribution_secret(raw)
     if found:
-        raise ConfigError(source, [_named(_hide_secret(problem), names) for problem in found])
+        raise ConfigError(source, [_named(problem, names) for problem in found])
     return raw
 
 
@@ -220,9 +227,13 @@ def _attribution_secret(raw: dict) -> List[Problem]:
     return [Problem(found[0], f"value looks like {found[1]}; never send secrets as event data (value not shown)")]
 
 
-def _hide_secret(problem: Problem) -> Problem:
+def _hide_secret(problem: Problem, raw: Any) -> Problem:
+    """The problem said without the secret a schema message would quote: a key, a token, a URL's password."""
     if problem.path in _SECRET_KEYS:
-        return Problem(problem.path, "must be a Doow SDK key starting with dk_ (value not shown)")
+        return Problem(problem.path, _SECRET_KEYS[problem.path])
+    value = raw.get(problem.path[2:]) if isinstance(raw, dict) else None
+    if problem.path in _URL_KEYS and isinstance(value, str):
+        return Problem(problem.path, f"{mask_userinfo(value)!r} {_URL_KEYS[problem.path]}")
     return problem
 
 
@@ -371,7 +382,7 @@ def _env_text(env: Mapping[str, str], name: str) -> Tuple[Optional[str], str]:
     if file_name and env.get(file_name):
         if env.get(name):
             raise ConfigError("environment", [Problem(name, f"set together with {file_name}: set one of them")])
-        return read_key_file(env[file_name], file_name), file_name
+        return read_key_file(env[file_name], file_name, f"$.{_ENV_VALUES[name][0]}"), file_name
     return env.get(name) or None, name
 
 
@@ -474,19 +485,71 @@ def proxy_setting(text: str) -> Union[str, bool]:
     return False if text.strip().lower() in ("off", "none", "direct") else text.strip()
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_UTF32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
 
-def read_key_file(path: str, source: str = "--api-key-file") -> str:
+
+def read_key_file(path: str, source: str = "--api-key-file", setting: str = "$.apiKey") -> str:
     """Read a secret from a file (first line), as secret managers, systemd credentials and
-    container secrets provide; ``source`` (the flag or variable) names it in errors.
+    container secrets provide; ``source`` (the flag or variable) and the path name it in errors.
 
-    Raises ConfigError when the first line is empty (and as ``read_text`` does).
+    A UTF-8 byte-order mark (Windows editors write one) is skipped.  Raises ConfigError (never
+    quoting the file's bytes) when the file is UTF-16 or UTF-32, holds a NUL byte, is not UTF-8,
+    its first line is empty, or that line is not a valid ``setting`` (and as ``read_text`` does).
     """
-    text = read_text(path, source)
-    key = text.decode("utf-8", "replace").partition("\n")[0].strip()
+    where = "command line" if source.startswith("--") else "environment"
+
+    def refuse(reason: str) -> ConfigError:
+        return ConfigError(where, [Problem(source, f"{path}: {reason}")])
+
+    data = read_text(path, source)
+    reason = _not_text(data)
+    if reason:
+        raise refuse(reason)
+    key = data[len(_UTF8_BOM):] if data.startswith(_UTF8_BOM) else data
+    key = key.decode("utf-8").partition("\n")[0].strip()
     if not key:  # else the error would be about a key never given, under a flag never used
-        where = "command line" if source.startswith("--") else "environment"
-        raise ConfigError(where, [Problem(source, f"{path}: its first line is empty; it must hold the key (dk_...)")])
+        raise refuse("its first line is empty; it must hold the key (dk_...)" if setting == "$.apiKey"
+                     else "its first line is empty; it must hold the secret")
+    section, _, name = setting[2:].rpartition(".")
+    found = problems("config", {section: {name: key}} if section else {name: key})
+    if found:
+        raise refuse(f"its first line {_SECRET_KEYS[setting]}")
     return key
+
+
+def _not_text(data: bytes) -> Optional[str]:
+    """Why a key file's bytes are not UTF-8 text a key can be read from, or None."""
+    if data.startswith(_UTF32_BOMS):
+        return "is UTF-32 text (it starts with a UTF-32 byte-order mark); save it as UTF-8 or ASCII"
+    if data.startswith(_UTF16_BOMS):
+        return "is UTF-16 text (it starts with a UTF-16 byte-order mark); save it as UTF-8 or ASCII"
+    if b"\x00" in data:
+        # ASCII saved as UTF-16 without a byte-order mark: every other byte is NUL.
+        if len(data) >= 2 and (not any(data[1:8:2]) or not any(data[0:8:2])):
+            return "is UTF-16 text (every other byte is NUL); save it as UTF-8 or ASCII"
+        return f"holds a NUL byte (at byte {data.index(0)}): it is not a text file"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"is not UTF-8 text (invalid at byte {error.start}); save it as UTF-8 or ASCII"
+    return None
+
+
+def key_source(api_key: Optional[str], api_key_file: Optional[str],
+               env: Mapping[str, str]) -> Optional[Tuple[str, Optional[str]]]:
+    """Where ``load`` takes the key from, flags before environment: (``--api-key``, None),
+    (``--api-key-file``, path), (``DOOW_TRACK_API_KEY_FILE``, path) or (``DOOW_TRACK_API_KEY``, None);
+    None when neither gives one (the config file's ``apiKey``, if any, is then the key)."""
+    if api_key:
+        return "--api-key", None
+    if api_key_file:
+        return "--api-key-file", api_key_file
+    for name in ("DOOW_TRACK_API_KEY_FILE", "DOOW_TRACK_API_KEY"):
+        if env.get(name):
+            return name, env[name] if name.endswith("_FILE") else None
+    return None
 
 
 def load(path: Optional[str], env: Mapping[str, str], flags: Optional[dict] = None,

@@ -17,6 +17,7 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import unquote, urlsplit
 
 from doow_track_agent.intake.validation import Problem
+from doow_track_agent.redact import mask_userinfo
 from doow_track_agent.secure_files import require_regular
 
 CERTIFI, SYSTEM = "certifi", "system"
@@ -70,12 +71,8 @@ class Route:
 
 
 def mask_url(url: str) -> str:
-    """``http://user:secret@host:3128`` -> ``http://user:***@host:3128``; URLs without a password unchanged."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+    """``http://user:secret@host:3128`` -> ``http://user:***@host:3128``, whatever else is wrong with the URL."""
+    return mask_userinfo(url)
 
 
 def proxy_url(text: str, source: str, name: str) -> str:

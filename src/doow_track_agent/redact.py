@@ -11,7 +11,9 @@ _UNSAFE = re.compile(
 )
 MAX_SERVER_TEXT = 300
 _KEY = re.compile(r"dk_[A-Za-z0-9_-]+")
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# In free text: a scheme, a user, a colon, then everything up to the last "@" of the same word.
+_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s'\"/:@]*:)[^\s'\"]*@")
 
 
 def mask_key(key: Optional[str]) -> str:
@@ -47,11 +49,49 @@ def scrub_keys(text: str) -> str:
 
 def shown_url(url: str) -> str:
     """A URL fit to print: userinfo (``user:password@``) shown as ``***@``, key-shaped segments masked."""
-    return scrub_keys(_USERINFO.sub(r"\1***@", url))
+    return scrub_keys(mask_userinfo(url, keep_user=False))
+
+
+def mask_userinfo(url: str, keep_user: bool = True) -> str:
+    """``http://user:secret@host:3128`` -> ``http://user:***@host:3128`` (``http://***@host:3128`` without
+    ``keep_user``); a user without a password stays when ``keep_user``.
+
+    Made for values a user typed, valid or not, and never raises: the scheme may be missing
+    (``user:pw@host:3128``, as curl reads a proxy) and the password may hold ``#``, ``/``, ``?``, ``@``
+    or blanks, so the userinfo runs to the *last* ``@`` (a URL with an ``@`` in its path loses a little
+    more than needed, never a secret).  The collection's ``module_utils/doow_cli.py`` has a stdlib-only
+    copy that ``tests/unit/test_collection_in_step.py`` keeps identical in behaviour.
+    """
+    match = _SCHEME.match(url)
+    start = match.end() if match else 0
+    userinfo, at, host = url[start:].rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    if not keep_user:
+        userinfo = "***"
+    elif colon:
+        userinfo = f"{user}:***"
+    return f"{url[:start]}{userinfo}@{host}"
+
+
+def scrub_credentials(text: str) -> str:
+    """Mask ``scheme://user:password@`` wherever it appears in ``text`` (``scheme://user:***@``).
+
+    For messages that may quote a URL nobody masked; a value with a blank or no scheme is not
+    recognizable in free text, so whatever quotes a URL setting shows it with ``shown_url`` first.
+    """
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
+def scrub_secrets(text: str) -> str:
+    """``scrub_keys`` and ``scrub_credentials``: for errors and log lines that may quote configuration."""
+    return scrub_credentials(scrub_keys(text))
 
 
 class ScrubbingFormatter(logging.Formatter):
-    """A ``logging.Formatter`` whose lines never hold a key-shaped token (httpx logs request URLs)."""
+    """A ``logging.Formatter`` whose lines never hold a key-shaped token (httpx logs request URLs) nor
+    a URL's password."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return scrub_keys(super().format(record))
+        return scrub_secrets(super().format(record))

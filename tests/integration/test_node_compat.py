@@ -4,7 +4,6 @@ the Node CLI"), and the outbox hint re-sends with the key's own source: real pro
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import socket
@@ -90,24 +89,41 @@ def _connects(port: int) -> bool:
     return True
 
 
-@pytest.mark.parametrize("source", ["--api-key", "--api-key-file", "DOOW_TRACK_API_KEY"])
-def test_outbox_hint_resends_with_the_runs_key_source(tmp_path, free_port, source):
-    key_file = tmp_path / "key"
+@pytest.mark.parametrize("source", ["--api-key", "--api-key-file", "DOOW_TRACK_API_KEY", "DOOW_TRACK_API_KEY_FILE",
+                                    "config file", "--api-key over DOOW_TRACK_API_KEY_FILE"])
+def test_the_resend_hint_reproduces_the_runs_key_source(tmp_path, free_port, source):
+    key_file = tmp_path / "key file"
     key_file.write_text(KEY + "\n")
-    args = {"--api-key": ["--api-key", KEY], "--api-key-file": ["--api-key-file", str(key_file)],
-            "DOOW_TRACK_API_KEY": []}[source]
-    env = {"HOME": str(tmp_path), "DOOW_TRACK_API_KEY": KEY} if source == "DOOW_TRACK_API_KEY" else {"HOME": str(tmp_path)}
-    endpoint = f"http://127.0.0.1:{free_port}"
-    config = _config(tmp_path, retry={"maxAttempts": 1})
-    run = cli.run([*args, "-c", config, "--endpoint", endpoint, "--outbox", str(tmp_path / "out.ndjson")],
-                  stdin=lines(EVENT), env=env, timeout=120)
+    key_file.chmod(0o600)
+    keys = {"apiKey": KEY} if source == "config file" else {}
+    config = _config(tmp_path, retry={"maxAttempts": 1}, **keys)
+    args, env = {"--api-key": (["--api-key", KEY], {}),
+                 "--api-key-file": (["--api-key-file", str(key_file)], {}),
+                 "DOOW_TRACK_API_KEY": ([], {"DOOW_TRACK_API_KEY": KEY}),
+                 "DOOW_TRACK_API_KEY_FILE": ([], {"DOOW_TRACK_API_KEY_FILE": str(key_file)}),
+                 "config file": ([], {}),
+                 "--api-key over DOOW_TRACK_API_KEY_FILE": (["--api-key", KEY],
+                                                            {"DOOW_TRACK_API_KEY_FILE": str(key_file)})}[source]
+    endpoint = f"http://127.0.0.1:{free_port}"  # nothing listens: the run outboxes
+    outbox = tmp_path / "out.ndjson"
+    run = cli.run([*args, "-c", config, "--endpoint", endpoint, "--outbox", str(outbox)], stdin=lines(EVENT),
+                  env={"HOME": str(tmp_path), **env})
     assert run.code == 75, run.err
     hint = re.search(r"re-send them with: (.*)", run.err).group(1)
-    expected = (f"doow-track --config {config} --api-key-file {key_file} --endpoint {endpoint}"
-                if source == "--api-key-file" else f"DOOW_TRACK_API_KEY=... doow-track --config {config} "
-                                                  f"--endpoint {endpoint}")
-    assert hint == f"{expected} < {tmp_path / 'out.ndjson'}"
-    assert os.path.exists(tmp_path / "out.ndjson")
+    words = shlex.split(hint.rpartition(" < ")[0])
+    assert hint.endswith(f" < {outbox}") and words[words.index("--config") + 1] == config
+    given = {"--api-key-file": words[words.index("--api-key-file") + 1] if "--api-key-file" in words else None,
+             **dict(word.split("=", 1) for word in words if "=" in word)}
+    expected = {"--api-key-file": {"--api-key-file": str(key_file)},
+                "DOOW_TRACK_API_KEY_FILE": {"DOOW_TRACK_API_KEY_FILE": str(key_file)},
+                "config file": {}}.get(source, {"DOOW_TRACK_API_KEY": "..."})
+    assert {name: value for name, value in given.items() if value} == expected, hint
+    # The hint's command, the key filled in where it says "...", runs with a key: it fails to reach the
+    # endpoint (75), not for want of a key (78).
+    filled = {name: KEY if value == "..." else value for name, value in expected.items() if name.startswith("DOOW_")}
+    again = cli.run(words[words.index("doow-track") + 1:], stdin=outbox.read_bytes(),
+                    env={"HOME": str(tmp_path), **filled})
+    assert again.code == 75, again.err
 
 
 @pytest.mark.parametrize("proxy", ["http://127.0.0.1:{port}", "http://user:proxy-secret@127.0.0.1:{port}", "off",

@@ -30,10 +30,11 @@ def test_exit_statuses_are_the_runtimes():
     assert {name: getattr(exits, f"EX_{name}", None) for name in copied} == copied
 
 
-URLS = st.builds(lambda user, password, host: f"http://{user}{password}{host}:3128",
+URLS = st.builds(lambda scheme, user, password, host: f"{scheme}{user}{password}{host}",
+                 st.sampled_from(["http://", "https://", ""]),
                  st.sampled_from(["", "egress", "a%40b"]),
-                 st.one_of(st.just(""), st.text(alphabet="abc%40:!", max_size=12).map(lambda text: f":{text}")),
-                 st.sampled_from(["@proxy.example", "@127.0.0.1", "proxy.example"]))
+                 st.one_of(st.just(""), st.text(alphabet="abc%40:!#/? @[", max_size=12).map(lambda text: f":{text}")),
+                 st.sampled_from(["@proxy.example:3128", "@127.0.0.1:3128", "proxy.example:3128", "@[::1", "@"]))
 
 
 @given(URLS)

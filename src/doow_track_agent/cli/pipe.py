@@ -154,26 +154,37 @@ def _check_output_files(options: PipeOptions) -> None:
 
 
 def resend_command(args: argparse.Namespace, env: Mapping[str, str], path: str) -> str:
-    """A command that re-sends ``path`` with this run's key source, endpoint and ``--proxy``.
+    """A command that re-sends ``path`` with this run's key source, endpoint and proxy.
 
-    The key itself is never part of it: a key given with ``--api-key`` or
-    DOOW_TRACK_API_KEY is shown as ``DOOW_TRACK_API_KEY=...``, for the user to fill in.
+    The key source is the one the run used (``config.key_source``), never the key itself: a key
+    file by its absolute path, under the flag or variable that named it (``--api-key-file FILE``,
+    ``DOOW_TRACK_API_KEY_FILE=FILE``); a key given with ``--api-key`` or DOOW_TRACK_API_KEY as
+    ``DOOW_TRACK_API_KEY=...``, for the user to fill in; the config file's ``apiKey`` by ``--config``.
     """
     import shlex
+
+    from doow_track_agent import config
 
     words = ["doow-track"]
     if args.config:
         words += ["--config", os.path.abspath(args.config)]
-    if args.api_key_file:
-        words += ["--api-key-file", os.path.abspath(args.api_key_file)]
+    variables = []
+    source = config.key_source(args.api_key, args.api_key_file, env)
+    name, key_file = source or (None, None)
+    if name == "--api-key-file":
+        words += ["--api-key-file", os.path.abspath(key_file)]
+    elif name == "DOOW_TRACK_API_KEY_FILE":
+        variables.append(f"DOOW_TRACK_API_KEY_FILE={shlex.quote(os.path.abspath(key_file))}")
+    elif name:
+        variables.append("DOOW_TRACK_API_KEY=...")
     endpoint = args.endpoint or env.get("DOOW_TRACK_ENDPOINT")
     if endpoint:
         words += ["--endpoint", shown_url(endpoint)]
-    if args.proxy:  # the route that failed may need it again; a proxy password is shown as *** to fill in
-        words += ["--proxy", shown_url(args.proxy.strip())]  # stripped as the run used it, so *** masks it
-    key_in_variable = args.api_key or (env.get("DOOW_TRACK_API_KEY") and not args.api_key_file)
-    prefix = "DOOW_TRACK_API_KEY=... " if key_in_variable else ""
-    return prefix + " ".join(shlex.quote(word) for word in words) + f" < {shlex.quote(path)}"
+    proxy = args.proxy if args.proxy is not None else env.get("DOOW_TRACK_PROXY")
+    if proxy and proxy.strip():  # the route that failed may need it again; a proxy password is shown as *** to fill in
+        words += ["--proxy", shown_url(proxy.strip())]  # stripped as the run used it, so *** masks it
+    command = " ".join([*variables, *(shlex.quote(word) for word in words)])
+    return f"{command} < {shlex.quote(path)}"
 
 
 def report(summary: Summary, args: argparse.Namespace, dry_run: bool, env: Mapping[str, str]) -> None:

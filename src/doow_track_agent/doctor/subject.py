@@ -17,7 +17,7 @@ from doow_track_agent.cli import options
 from doow_track_agent.config import ConfigError, Settings
 
 # Where a malformed key is named, depending on the layer it came from.
-KEY_PATHS = ("$.apiKey", "DOOW_TRACK_API_KEY", "--api-key")
+KEY_PATHS = ("$.apiKey", "DOOW_TRACK_API_KEY", "DOOW_TRACK_API_KEY_FILE", "--api-key", "--api-key-file")
 # Config sections only the agent reads: a file with none of them configures pipe mode only.
 AGENT_SECTIONS = ("pidfile", "socket", "spool", "health", "input", "tcp")
 
@@ -78,26 +78,25 @@ class Subject:
         return bool(getattr(self.args, "pidfile", None)) or any(key in sections for key in AGENT_SECTIONS)
 
 
-def _flag_layer(args: argparse.Namespace) -> Tuple[dict, Optional[str]]:
-    """The overrides doctor accepts, as a config layer, and where the key came from."""
+def _flag_layer(args: argparse.Namespace) -> dict:
+    """The overrides doctor accepts, as a config layer."""
     layer: dict = {}
-    source = None
     if args.api_key:
-        layer["apiKey"], source = args.api_key, "--api-key"
+        layer["apiKey"] = args.api_key
     elif args.api_key_file:
-        layer["apiKey"], source = config.read_key_file(args.api_key_file), f"--api-key-file {args.api_key_file}"
+        layer["apiKey"] = config.read_key_file(args.api_key_file)
     if args.endpoint:
         layer["endpoint"] = args.endpoint
-    return layer, source
+    return layer
 
 
-def _key_source(flag_source: Optional[str], env: Mapping[str, str], file_data: Optional[dict],
+def _key_source(args: argparse.Namespace, env: Mapping[str, str], file_data: Optional[dict],
                 path: str) -> Optional[str]:
     """The layer the resolved key comes from, in the order ``config.load`` applies them."""
-    if flag_source:
-        return flag_source
-    if env.get("DOOW_TRACK_API_KEY"):
-        return "DOOW_TRACK_API_KEY"
+    source = config.key_source(args.api_key, args.api_key_file, env)
+    if source:
+        name, key_file = source
+        return f"{name} {key_file}" if key_file else name
     if file_data and "apiKey" in file_data:
         return f"{path} (apiKey)"
     return None
@@ -116,19 +115,18 @@ def gather(args: argparse.Namespace, env: Mapping[str, str]) -> Subject:
             file_data, warnings = config.read_file(path)
         except ConfigError as error:
             errors.append(error)
-    settings, flag_source = None, None
+    settings = None
     # A file that is named but unusable leaves nothing trustworthy to check the network or agent with.
     if not errors and (file_data is not None or not explicit):
         try:
-            flags, flag_source = _flag_layer(args)
-            loaded = config.load(path if file_data is not None else None, env, flags)
+            loaded = config.load(path if file_data is not None else None, env, _flag_layer(args))
             settings = config.resolve_paths(loaded, os.getcwd())
         except ConfigError as error:
             errors.append(error)
     return Subject(
         config_path=path, config_explicit=explicit, config_exists=exists, config_readable=readable,
         file_data=file_data, file_warnings=warnings, errors=errors, settings=settings,
-        key_source=_key_source(flag_source, env, file_data, path) if settings else None, args=args,
+        key_source=_key_source(args, env, file_data, path) if settings else None, args=args,
         licenses=list(args.license or []), events_path=args.events, other_configs=list(args.other_config or []),
         timeout=args.timeout,
     )

@@ -16,7 +16,7 @@ import sys
 import time
 
 from doow_track_agent.config import Settings
-from doow_track_agent.redact import scrub_keys
+from doow_track_agent.redact import scrub_secrets
 from doow_track_agent.secure_files import ensure_directory, opener
 
 SYSLOG = "/dev/log"  # the local syslog socket a detached agent logs to
@@ -50,7 +50,7 @@ class Formatter(logging.Formatter):
             text = f"{record.levelname} {record.name}: {message}"
             if self.with_time:
                 text = f"{_utc(record)} {text}"
-        return scrub_keys(text)
+        return scrub_secrets(text)
 
 
 def target(settings: Settings, foreground: bool) -> str:

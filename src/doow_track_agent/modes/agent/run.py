@@ -48,7 +48,7 @@ from doow_track_agent.log_throttle import Throttled
 from doow_track_agent.modes.agent import logs, systemd
 from doow_track_agent.modes.agent.health import HealthServer
 from doow_track_agent.modes.agent.pidfile import PidFile, PidfileLocked
-from doow_track_agent.redact import scrub_keys
+from doow_track_agent.redact import scrub_secrets
 from doow_track_agent.secure_files import UnsafePath
 from doow_track_agent.sources import SourceError, file_tail
 from doow_track_agent.sources.file_tail import FileTail
@@ -387,8 +387,8 @@ class Agent:
             self.log_target = logs.target(settings, self._foreground)
         except (ConfigError, StartupError, logs.LogSetupError, UnsafePath) as error:
             log.error("reload refused, keeping the running config (generation %d): %s", self.generation, error)
-            # /status is readable by every local user: the text may quote the config, so no key-shaped value.
-            self.reload_state = {**attempt, "ok": False, "error": scrub_keys(str(error))}
+            # /status is readable by every local user: the text may quote the config, so no key-shaped value nor URL password.
+            self.reload_state = {**attempt, "ok": False, "error": scrub_secrets(str(error))}
         else:
             self._apply(settings, unix, tcp, health)
             self.reload_state = {**attempt, "ok": True, "error": None}

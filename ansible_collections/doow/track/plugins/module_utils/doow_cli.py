@@ -14,7 +14,7 @@ import os
 import re
 
 from ansible.module_utils.basic import env_fallback
-from ansible.module_utils.six.moves.urllib.parse import unquote, urlsplit
+from ansible.module_utils.six.moves.urllib.parse import unquote
 
 DEFAULT_PREFIX = '/opt/doow-track'
 DEFAULT_CONFIG = '/etc/doow-track/doow-track.json'
@@ -80,23 +80,31 @@ def mask_key(key):
     return u'%s\u2026' % (prefix,)
 
 
+def _split_userinfo(url):
+    """(scheme://, userinfo, host and rest) of a URL as typed: the scheme may be
+    missing and the password may hold '#', '/', '?', '@' or blanks, so the
+    userinfo runs to the last '@'; userinfo is None when there is no '@'."""
+    match = re.match(r'[A-Za-z][A-Za-z0-9+.-]*://', url)
+    start = match.end() if match else 0
+    userinfo, at, host = url[start:].rpartition('@')
+    return url[:start], (userinfo if at else None), host
+
+
 def mask_url(url):
-    """A URL with its password shown as ***: the runtime's egress.mask_url, kept
-    in step by tests/unit/test_collection_in_step.py.  URLs without a password
-    are returned unchanged."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """A URL with its password shown as ***: the runtime's egress.mask_url
+    (redact.mask_userinfo), kept in step by tests/unit/test_collection_in_step.py.
+    URLs without a password are returned unchanged; never raises."""
+    scheme, userinfo, host = _split_userinfo(url)
+    if userinfo is None or ':' not in userinfo:
         return url
-    host = parts.netloc.rpartition('@')[2]
-    return parts._replace(netloc='%s:***@%s' % (parts.username, host)).geturl()
+    return '%s%s:***@%s' % (scheme, userinfo.partition(':')[0], host)
 
 
 def url_secrets(url):
     """The password of a URL's user:password@ part, as written and decoded
     (%40 and @), for AnsibleModule.no_log_values; empty when there is none.
-    Reads the URL as urlsplit does, without failing on one it would refuse."""
-    netloc = re.split(r'[/?#]', url.split('://', 1)[-1], maxsplit=1)[0]
-    password = netloc.rpartition('@')[0].partition(':')[2]
+    Read as mask_url reads it, without failing on a URL urlsplit would refuse."""
+    password = (_split_userinfo(url)[1] or '').partition(':')[2]
     if not password:
         return set()
     return set((password, unquote(password)))

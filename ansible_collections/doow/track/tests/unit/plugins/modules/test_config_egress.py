@@ -44,6 +44,8 @@ def test_masked_config_hides_the_proxy_password_only():
     ('http://ops:p%40ss@proxy:3128', {'p%40ss', 'p@ss'}),
     ('http://ops:pw@proxy:bad-port/path', {'pw'}),
     ('ops:pw@proxy:3128', {'pw'}),
+    ('http://ops:p#w/?x@proxy:3128', {'p#w/?x'}),
+    ('http://ops:p@ss w@[::1', {'p@ss w'}),
 ])
 def test_url_secrets(url, secrets):
     assert url_secrets(url) == secrets
