@@ -218,17 +218,18 @@ class PipeRun:
         self._memory = queue = MemoryQueue()
         self._blocks = blocks = asyncio.Queue()
         self._reader = reader = Reader(self.stream, lambda lines: loop.call_soon_threadsafe(blocks.put_nowait, lines))
-        pump = Pump(self.settings, queue, self.ledger, self.stats,
-                    max_attempts=self.settings.max_attempts, halt_on_failure=True)
+        # A dry run sends nothing: no client either (for an https endpoint it would load the trust store).
+        pump = None if self.options.dry_run else Pump(self.settings, queue, self.ledger, self.stats,
+                                                      max_attempts=self.settings.max_attempts, halt_on_failure=True)
         self._install_signals(loop, pump, reader, blocks)
         progress = self._tasks.start(self._progress(), "progress line") if self.options.progress else None
         reader.start()
         intake = self._tasks.start(self._intake(blocks, queue, reader), "intake")
-        if self.options.dry_run:
+        if pump is None:
             await asyncio.wait({intake})
         else:
             await pump.run()
-        if pump.halted and not self.summary.interrupted:
+        if pump is not None and pump.halted and not self.summary.interrupted:
             self.summary.interrupted = f"delivery stopped ({pump.halted})"
         reader.stop()
         intake.cancel()
@@ -311,7 +312,7 @@ class PipeRun:
         if queue is not None:
             self.ledger.deferred(queue.seal(), reason)
 
-    def _install_signals(self, loop: asyncio.AbstractEventLoop, pump: Pump, reader: Reader,
+    def _install_signals(self, loop: asyncio.AbstractEventLoop, pump: Optional[Pump], reader: Reader,
                          blocks: "asyncio.Queue[Optional[List[Line]]]") -> None:
         def interrupted(name: str) -> None:
             if self.summary.interrupted:
@@ -321,7 +322,8 @@ class PipeRun:
             blocks.put_nowait(None)
             self.say(f"{name}: stopped reading; delivering what was read "
                      f"(up to {self.settings.shutdown_timeout:g}s), the rest goes to the outbox")
-            self._tasks.start(pump.stop(time.monotonic() + self.settings.shutdown_timeout), "stop on signal")
+            if pump is not None:
+                self._tasks.start(pump.stop(time.monotonic() + self.settings.shutdown_timeout), "stop on signal")
 
         # Every signal that would otherwise end the process stops the run the same way (see ``stopping``);
         # one noted during start-up, before the loop existed, is acted on now.
