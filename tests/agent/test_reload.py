@@ -83,3 +83,27 @@ def test_reload_moves_the_socket_and_keeps_open_producers(agent, receiver):
     producer.close()
     fresh = agent.send([EVENT])
     assert_stored_exactly_once(receiver, [kept[0]["event_id"], fresh[0]["event_id"]])
+
+
+def test_reloads_that_replace_the_http_client_leave_no_threads_or_connections_behind(agent, receiver):
+    """Each reload that changes the connection settings makes a new client; the one it replaces is
+    closed once its last request is done, so a reload a day cannot pile up threads and sockets."""
+    def threads() -> int:
+        return len(os.listdir(f"/proc/{agent.pid}/task"))
+
+    def connections() -> int:
+        return sum(1 for fd in os.listdir(f"/proc/{agent.pid}/fd")
+                   if os.readlink(f"/proc/{agent.pid}/fd/{fd}").startswith("socket:"))
+
+    acked = [reply["event_id"] for reply in agent.send([EVENT] * 20)]
+    wait_for(lambda: receiver.store.count() == 20, 30, "the first events")
+    before = (threads(), connections())
+    for generation in range(2, 12):
+        agent.write_config(concurrency=2 + generation % 2)  # a connection setting: a new client
+        assert agent.cli("reload", "--config", agent.config, "--json").code == 0
+        wait_for(lambda: agent.status()["generation"] == generation, 10, f"generation {generation}")
+        acked += [reply["event_id"] for reply in agent.send([EVENT] * 20)]
+        wait_for(lambda: receiver.store.count() == len(acked), 30, f"the events of generation {generation}")
+    assert threads() <= before[0] + 3, (before, threads())
+    assert connections() <= before[1] + 3, (before, connections())
+    assert_stored_exactly_once(receiver, acked)

@@ -117,13 +117,21 @@ class Sender:
         self._merged: Dict[Tuple[Tuple[str, str], ...], httpx.Headers] = {}  # by the headers a request adds
         self._timeout = self.client.timeout.as_dict()
         self._workers = Workers(limits.max_connections or 1, "doow-track-http")
+        self._active = 0  # requests in flight
+        self._retired = self._closed = False
 
     async def post(self, body: bytes, headers: Dict[str, str]) -> Answer:
         """Send ``body`` with ``headers`` added and read the answer (capped: see :func:`read_capped`).
 
         Raises what ``client.post`` raises: httpx.TransportError and its kin (no answer).
         """
-        return await self._workers.run(lambda: self.exchange(body, headers))
+        self._active += 1
+        try:
+            return await self._workers.run(lambda: self.exchange(body, headers))
+        finally:
+            self._active -= 1
+            if self._retired and not self._active:
+                self.close()
 
     def exchange(self, body: bytes, headers: Dict[str, str]) -> Answer:
         """One request and its (capped) answer, blocking; raises as :meth:`post` does."""
@@ -141,9 +149,18 @@ class Sender:
         finally:
             response.close()
 
-    async def aclose(self) -> None:
-        self._workers.close()
-        self.client.close()
+    def retire(self) -> None:
+        """No new requests will come: close once the requests in flight are done (now, if none is)."""
+        self._retired = True
+        if not self._active:
+            self.close()
+
+    def close(self) -> None:
+        """Close the connections and end the worker threads (an exchange still running ends with an error)."""
+        if not self._closed:
+            self._closed = True
+            self._workers.close()
+            self.client.close()
 
 
 def read_capped(response: httpx.Response) -> bytes:

@@ -128,7 +128,6 @@ class Pump:
         self.halted: Optional[str] = None
         self._settings = settings
         self._client = new_client(settings)
-        self._old_clients: List[http_client.Sender] = []
         self._issuer: Optional[Tuple[tuple, Optional[str]]] = None  # (connection, issuer) of an untrusted certificate
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._tasks: set = set()
@@ -139,7 +138,7 @@ class Pump:
     def reconfigure(self, settings: Settings) -> None:
         """Use new settings for batches started from now on; in-flight ones finish as they began."""
         if _connection(settings) != _connection(self._settings):
-            self._old_clients.append(self._client)
+            self._client.retire()  # its batches in flight finish on it; then its threads and sockets go
             self._client = new_client(settings)
             self._slots = asyncio.Semaphore(settings.concurrency)
         self._settings = settings
@@ -171,7 +170,7 @@ class Pump:
                 task.add_done_callback(self._tasks.discard)
             await self._finish_in_flight()
         finally:
-            await self._close_clients()
+            self._client.close()
 
     async def _finish_in_flight(self) -> None:
         """Wait for the batches in flight; cancel them (their events are deferred) once past the drain
@@ -187,10 +186,6 @@ class Pump:
             woken = asyncio.ensure_future(self._wake.wait())
             await asyncio.wait({*self._tasks, woken}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             woken.cancel()
-
-    async def _close_clients(self) -> None:
-        for client in [*self._old_clients, self._client]:
-            await client.aclose()
 
     def _past_deadline(self) -> bool:
         return self._deadline is not None and time.monotonic() >= self._deadline
