@@ -234,7 +234,8 @@ class PipeRun:
         reader.stop()
         intake.cancel()
         await asyncio.gather(intake, return_exceptions=True)
-        await loop.run_in_executor(None, reader.join, 1.0)
+        if reader.is_alive():  # after the end of the input it has already ended; after a stop it may be mid-read
+            await loop.run_in_executor(None, reader.join, 1.0)
         self._note_read_error()
         self._outbox_the_rest(blocks, queue)
         if progress:
