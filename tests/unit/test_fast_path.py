@@ -21,11 +21,13 @@ import subprocess
 import sys
 import tracemalloc
 
+import pytest
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from doow_track_agent import samples
-from doow_track_agent.intake import fast_path, wire
+from doow_track_agent.intake import fast_path, policy, wire
 from doow_track_agent.intake.events import Intake, parse_line
 from doow_track_agent.intake.validation import load_schema, problems
 from tests.support.json_values import same
@@ -158,6 +160,59 @@ def test_a_block_is_judged_as_its_lines_are_one_by_one(raws, attribution, bulk_a
     block._fast = one_by_one._fast = FAST if bulk_after == 0 else None
     assert block.accept_block(numbered, tuple, ids) == expected_block(one_by_one, numbered, ids), raws
     assert block.stale_replays == one_by_one.stale_replays
+
+
+def _plain(raw: bytes) -> bytes:
+    """The line without blanks and backslashes: what bulk input looks like, so that blocks are judged at once."""
+    return raw.translate(None, b" \t\r\n\x0b\x0c\\")
+
+
+# Lines of a plain block that are each refused for one reason a whole-block judge could miss.
+ODD_ONES_OUT = [b'{"metric":"m","quantity":1,"license_id":"l","timestamp":"2026-13-01T10:00:00Z"}',  # a bad date
+                b'{"metric":"m/x","quantity":1,"license_id":"l"}',  # a metric off its pattern
+                b'{"metric":"m","quantity":1,"license_id":"l","license_id":"k"}',  # a repeated key
+                b'{"metric":"m","quantity":1,"license_id":"l","attribution":{"a":1,"a":2}}',  # a repeated nested key
+                b'{"metric":"m","quantity":1,"license_id":"l","metadata":{"x":{"y":1,"y":2}}}',  # deeper
+                b'{"metric":"m","quantity":1,"license_id":"l","odd":2}',  # an unknown key
+                b'{"metric":"m","quantity":"1","license_id":"l"}',  # msgspec refuses it: the block decodes line by line
+                b'{"metric":"m","quantity":1,"license_id":"dk_0123456789"}']  # a secret marker
+OWN_ID = b'{"metric":"m","quantity":1,"license_id":"l","event_id":"e-1","timestamp":"2020-01-01T00:00:00Z"}'
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.one_of(lines().map(_plain), st.sampled_from([*samples.lines(3), *SHAPES, *ODD_ONES_OUT, OWN_ID])),
+                min_size=1, max_size=8),
+       st.lists(st.sampled_from(samples.lines(20)), max_size=30))
+def test_a_plain_block_is_judged_as_its_lines_are_one_by_one(raws, common):
+    """Varied and repeated values in one block of lines without blanks: the block's checks agree line by line."""
+    raws = common + raws + raws[:3] + common[:2]
+    numbered = list(enumerate(raws, 1))
+    ids = [f"default-{number}" for number, _ in numbered]
+    block, one_by_one = intake(True, {"env": "prod"}), intake(False, {"env": "prod"})
+    assert block.accept_block(numbered, tuple, ids) == expected_block(one_by_one, numbered, ids), raws
+    assert block.stale_replays == one_by_one.stale_replays
+
+
+@pytest.mark.parametrize("odd", ODD_ONES_OUT)
+def test_one_odd_line_in_a_plain_block_costs_only_itself(odd):
+    """Hundreds of common lines around one that must be refused or judged the slow way: the block's judge
+    gives each line its own verdict, as one by one (a block judged as a whole must not take or lose it)."""
+    raws = samples.lines(150) + [odd] + samples.lines(150, seed=8)
+    numbered = list(enumerate(raws, 1))
+    ids = [f"default-{number}" for number, _ in numbered]
+    rows, others = intake(True, {}).accept_block(numbered, tuple, ids)
+    assert (rows, others) == expected_block(intake(False, {}), numbered, ids)
+    assert len(rows) == len(raws) - 1 and [(raw, type(verdict).__name__) for _, _, raw, verdict in others] == [
+        (odd, "Invalid")]
+
+
+def test_a_block_with_a_secret_marker_anywhere_is_judged_line_by_line():
+    """Every marker policy looks for (its own list, so that a new one is covered) keeps a block from being
+    judged at once: the block's judge decodes before policy could see the marker."""
+    for marker in policy._MARKERS.pattern.split(b"|"):
+        marker = marker.replace(b"\\\\", b"\\")
+        assert not fast_path._plain(b"\0".join(samples.lines(3) + [b'{"x":"%s"}' % marker])), marker
+    assert fast_path._plain(b"\0".join(samples.lines(300)))
 
 
 def test_a_block_without_ids_given_draws_fresh_uuid4s():
