@@ -285,3 +285,20 @@ def test_remembered_attribution_texts_keep_memory_bounded():
     finally:
         tracemalloc.stop()
     assert peak < 8 * 2 ** 20, peak
+
+
+def test_a_block_of_bulk_size_takes_the_fast_path_at_once_and_is_judged_the_same():
+    """A first block read at once that holds BULK_BLOCK lines is bulk input: no BULK_LINES lines the slow way."""
+    from doow_track_agent.intake.events import BULK_BLOCK
+
+    raws = samples.lines(BULK_BLOCK, invalid_every=40)[:BULK_BLOCK - 1]
+    numbered = list(enumerate(raws, 1))
+    ids = [f"default-{number}" for number, _ in numbered]
+    short, bulk = Intake(), Intake()
+    short._clock = bulk._clock = FixedClock()
+    assert short.accept_block(numbered, tuple, ids) == expected_block(intake(False, {}), numbered, ids)
+    assert short._fast is None  # a cron job's few lines never pay for the fast path
+    numbered.append((len(raws) + 1, raws[0]))
+    ids.append("default-last")
+    assert bulk.accept_block(numbered, tuple, ids) == expected_block(intake(False, {}), numbered, ids)
+    assert bulk._fast is FAST
