@@ -215,6 +215,20 @@ def test_a_block_with_a_secret_marker_anywhere_is_judged_line_by_line():
     assert fast_path._plain(b"\0".join(samples.lines(300)))
 
 
+def test_a_fault_in_the_fast_path_costs_speed_never_lines(monkeypatch):
+    """A bug the fast path raises on (say, a value of a type a new schema allows and a check cannot hash):
+    the block is judged line by line, every line keeps its verdict, and the run goes on."""
+    raws = samples.lines(250) + [b'{"metric":"m"}']
+    numbered = list(enumerate(raws, 1))
+    ids = [f"default-{number}" for number, _ in numbered]
+
+    def broken(self, raws):
+        raise TypeError("unhashable type: 'dict'")
+
+    monkeypatch.setattr(fast_path.FastPath, "events", broken)
+    assert intake(True, {}).accept_block(numbered, tuple, ids) == expected_block(intake(False, {}), numbered, ids)
+
+
 def test_a_block_without_ids_given_draws_fresh_uuid4s():
     rows, others = intake(True, {}).accept_block(list(enumerate(samples.lines(300), 1)))
     assert others == [] and [number for number, _, _ in rows] == list(range(1, 301))

@@ -259,7 +259,11 @@ class Intake:
         if default_ids is None:
             default_ids = wire.new_uuid4s(len(lines))
         raws = list(map(_second, lines))
-        events = fast.events(raws) if fast is not None else [None] * len(lines)
+        try:  # the fast path can only send lines the slow way: a surprise in it must cost speed, never lines
+            events = fast.events(raws) if fast is not None else [None] * len(lines)
+        except Exception:
+            log.debug("fast path failed on a block; judging it line by line", exc_info=True)
+            events = [None] * len(lines)
         rows: List[tuple] = []
         others: List[tuple] = []
         keep, accept, new, limit, shapes = rows.append, self.accept, tuple.__new__, _LIMIT, self._shapes
