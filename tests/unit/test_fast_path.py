@@ -41,7 +41,8 @@ NUMBER_TOKENS = ["1", "0", "-1", "0.5", "11.39", "2633", "9007199254740991", "90
                  "0.1000000000000000055511151231257827", "true", "false", "null", '"1"']
 ODD_TEXT = ["", "a", "lic_1", "api_calls", "é", "\u2028", "\x7f", "\x85", "\U0001f600", "tab\there", "a b",
             "dk_live_0123456789", "Bearer abcdefghijk", "eyJhbGciOi.eyJzdWIiOi.", "AKIAABCDEFGHIJKLMNOP", "x\":y",
-            "a" * 64, "a" * 65, "a" * 128, "a" * 129, "a" * 256, "a" * 257, "é" * 129, "k_", "yJ"]
+            "a" * 64, "a" * 65, "a" * 128, "a" * 129, "a" * 256, "a" * 257, "é" * 129, "k_", "yJ",
+            "100%", "%s%r", "%%"]
 STRING_TOKENS = ['"\\ud800"', '"\\udc00x"', '"\\ud83d\\ude00"', '"\\u0000"', '"\\u001f"', '"\\/"', '"\\u0041"']
 OFFSETS = ["Z", "z", "+00:00", "-00:00", "+05:30", "-12:45", "+23:59", "+24:00", "-01:60", ""]
 NAMES = st.text(alphabet=string.ascii_letters + string.digits + "_.:-", min_size=1, max_size=12)
@@ -132,7 +133,8 @@ SHAPES = [b'{"metric":"m","quantity":1,"license_id":"l"%s}' % field for field in
     b',"attribution":{"a":1}', b',"attribution":{"a":true}', b',"attribution":null', b',"metric_tuple_hint":{}',
     b',"metadata":{}', b',"event_id":"e"', b',"timestamp":"2020-01-01T00:00:00Z"',
     b',"event_id":"e","timestamp":"2020-01-01T00:00:00Z"')]
-SHAPES += [SHAPES[0].replace(b'"m"', b'"n"'), SHAPES[0].replace(b'"l"', b'"k"'), SHAPES[0].replace(b"1", b"2.5")]
+SHAPES += [SHAPES[0].replace(b'"m"', b'"n"'), SHAPES[0].replace(b'"l"', b'"k"'), SHAPES[0].replace(b"1", b"2.5"),
+           SHAPES[0].replace(b'"l"', b'"100%%"')]  # a body's format must keep a field's % as it is
 
 
 def expected_block(judge: Intake, numbered, ids):
@@ -147,14 +149,18 @@ def expected_block(judge: Intake, numbered, ids):
     return rows, others
 
 
+# Ids a caller may give for lines without one: ordinary, and ones JSON must escape (a block writes ids as they are).
+DEFAULT_IDS = ["default-%d", 'say "%d"', "back\\slash-%d", "é-%d", "tab\t%d", "%d%%s"]
+
+
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.one_of(lines(), st.sampled_from([b"", b" ", b"\r", *samples.lines(3), *SHAPES])), min_size=1,
                 max_size=6),
-       st.sampled_from([{}, {"env": "prod"}]), st.sampled_from([0, 2]))
-def test_a_block_is_judged_as_its_lines_are_one_by_one(raws, attribution, bulk_after):
+       st.sampled_from([{}, {"env": "prod"}]), st.sampled_from([0, 2]), st.sampled_from(DEFAULT_IDS))
+def test_a_block_is_judged_as_its_lines_are_one_by_one(raws, attribution, bulk_after, default_id):
     raws = raws + raws[:2]  # repeated lines: remembered shapes and attribution texts are used again
     numbered = list(enumerate(raws, 1))
-    ids = [f"default-{number}" for number, _ in numbered]
+    ids = [default_id % number for number, _ in numbered]
     block, one_by_one = intake(True, attribution), intake(False, attribution)
     block._bulk_after = one_by_one._bulk_after = bulk_after
     block._fast = one_by_one._fast = FAST if bulk_after == 0 else None
@@ -175,7 +181,8 @@ ODD_ONES_OUT = [b'{"metric":"m","quantity":1,"license_id":"l","timestamp":"2026-
                 b'{"metric":"m","quantity":1,"license_id":"l","metadata":{"x":{"y":1,"y":2}}}',  # deeper
                 b'{"metric":"m","quantity":1,"license_id":"l","odd":2}',  # an unknown key
                 b'{"metric":"m","quantity":"1","license_id":"l"}',  # msgspec refuses it: the block decodes line by line
-                b'{"metric":"m","quantity":1,"license_id":"dk_0123456789"}']  # a secret marker
+                b'{"metric":"m","quantity":1,"license_id":"dk_0123456789"}',  # a secret marker
+                b'{"metric":"m",%s"quantity":1,"license_id":"l"}' % (b" " * policy.MAX_LINE_BYTES)]  # overlong
 OWN_ID = b'{"metric":"m","quantity":1,"license_id":"l","event_id":"e-1","timestamp":"2020-01-01T00:00:00Z"}'
 
 
@@ -230,9 +237,11 @@ def test_a_fault_in_the_fast_path_costs_speed_never_lines(monkeypatch):
 
 
 def test_a_block_without_ids_given_draws_fresh_uuid4s():
-    rows, others = intake(True, {}).accept_block(list(enumerate(samples.lines(300), 1)))
-    assert others == [] and [number for number, _, _ in rows] == list(range(1, 301))
-    assert len({event_id for _, event_id, _ in rows}) == 300
+    judge = intake(True, {})
+    rows, others = judge.accept_block(list(enumerate(samples.lines(300) + [OWN_ID], 1)))
+    assert [number for number, _, _ in rows] == list(range(1, 302)) and judge.stale_replays == 1
+    assert others == [(300, 301, OWN_ID, judge.accept(OWN_ID, 301))] and rows[300][1:] == others[0][3]
+    assert len({event_id for _, event_id, _ in rows}) == 301
     assert all(json.loads(body)["event_id"] == event_id for _, event_id, body in rows)
 
 

@@ -18,8 +18,9 @@ import math
 import re
 import time
 from functools import lru_cache
+from itertools import compress, count, repeat
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from doow_track_agent import redact
 from doow_track_agent.intake import keys, policy, wire
@@ -48,9 +49,7 @@ BULK_LINES = 2000
 BULK_BLOCK = 200
 log = logging.getLogger(__name__)
 _LIMIT = policy.MAX_LINE_BYTES
-_BODY = wire.BODY
-_quoted = wire.quoted
-_second = itemgetter(1)
+_first, _second = itemgetter(0), itemgetter(1)
 
 
 class Accepted(NamedTuple):
@@ -226,6 +225,29 @@ def _occurred_at(stamp: str) -> Tuple[str, float]:
     return wire.format_timestamp(moment), moment.timestamp()
 
 
+def _is_common(event: Optional[dict], raw: bytes) -> bool:
+    """Whether ``Intake.accept_block`` makes the body of a line the fast path decoded itself (else ``accept`` does)."""
+    return (event is not None and len(raw) <= _LIMIT and event.get("metadata") is None
+            and event.get("metric_tuple_hint") is None)
+
+
+def _occurred(stamps: List[Optional[str]], owns: List[Optional[str]], formats: List[Optional[bytes]],
+              now: bytes) -> Tuple[Iterable[bytes], int]:
+    """Each line's occurred_at as bytes (its timestamp's, or ``now``), and how many of the lines with a body
+    (``formats``) are stale replays (an own event_id, a timestamp older than ``DEDUP_WINDOW_SECONDS``)."""
+    if stamps.count(None) == len(stamps):
+        return repeat(now), 0
+    if None in stamps:
+        moments = [_occurred_at(stamp) if stamp is not None else (None, _INF) for stamp in stamps]
+        occurred: Iterable[bytes] = [now if text is None else text.encode("ascii") for text, _ in moments]
+    else:  # bulk input with its own times
+        moments = list(map(_occurred_at, stamps))
+        occurred = list(map(str.encode, map(_first, moments)))
+    sent = owns if None not in formats else [format and own for own, format in zip(owns, formats)]
+    oldest = time.time() - DEDUP_WINDOW_SECONDS
+    return occurred, sum(map(oldest.__gt__, compress(map(_second, moments), sent)))
+
+
 class Intake:
     """Turns raw lines into wire events, with the configured default attribution."""
 
@@ -239,7 +261,7 @@ class Intake:
         self._lines = 0  # judged the slow way, until the run turns out to be bulk
         self._bulk_after = bulk_after
         self._fast: "Optional[FastPath]" = _fast_path() if bulk_after <= 0 else None
-        self._shapes = wire.BoundedMemo()  # see ``_parts``
+        self._shapes = wire.BoundedMemo()  # see ``_format``
 
     def accept_block(self, lines: Sequence[Tuple[int, bytes]], row: type = tuple,
                      default_ids: Optional[List[str]] = None) -> Tuple[List[tuple], List[tuple]]:
@@ -250,76 +272,121 @@ class Intake:
         OwnId (at ``rows[index]``) and Invalid (``index``: where its row would
         have been), in line order; blank lines are in neither.  ``default_ids``
         (one per line) are the ids of lines without one; by default fresh UUID4s.
-        Lines of the common shape are judged here in one loop; any other line
-        goes through ``accept``, which stays the one full judge.
+        Lines of the common shape are judged here together (see ``_common``); any other line goes through
+        ``accept``, which stays the one full judge.
         """
         fast = self._fast
         if fast is None and len(lines) >= BULK_BLOCK and self._bulk_after <= BULK_LINES:
             fast = self._fast = _fast_path()
-        if default_ids is None:
+        drawn = default_ids is None
+        if drawn:
             default_ids = wire.new_uuid4s(len(lines))
-        raws = list(map(_second, lines))
-        try:  # the fast path can only send lines the slow way: a surprise in it must cost speed, never lines
-            events = fast.events(raws) if fast is not None else [None] * len(lines)
-        except Exception:
-            log.debug("fast path failed on a block; judging it line by line", exc_info=True)
-            events = [None] * len(lines)
+        made = None
+        if fast is not None:
+            try:  # the fast path can only send lines the slow way: a surprise in it must cost speed, never lines
+                made = self._common(fast, list(map(_second, lines)), default_ids, drawn)
+            except Exception:
+                log.debug("fast path failed on a block; judging it line by line", exc_info=True)
+        event_ids, bodies, owns = made or (default_ids, [None] * len(lines), [None] * len(lines))
+        if None not in bodies:  # every line of the common shape: rows and others made in C
+            numbers = list(map(_first, lines))
+            rows = list(map(_new, repeat(row), zip(numbers, event_ids, bodies)))
+            if owns.count(None) == len(owns):
+                return rows, []
+            return rows, list(compress(zip(count(), numbers, map(_second, lines),
+                                           map(_new, repeat(OwnId), zip(event_ids, bodies))), owns))
         rows: List[tuple] = []
         others: List[tuple] = []
-        keep, accept, new, limit, shapes = rows.append, self.accept, tuple.__new__, _LIMIT, self._shapes
-        key_of = fast.key if fast is not None else None
-        now = self._clock.now()  # the block was read at once: its lines' read time
-        for (number, raw), event, default_id in zip(lines, events, default_ids):
-            # Metadata (to size) and hints are rare: accept takes them.  A shape is only remembered with a
-            # printable license_id; and the fast path let no secret through: what _admit checks is done.
-            if (event is not None and len(raw) <= limit and event.get("metadata") is None
-                    and event.get("metric_tuple_hint") is None):
-                get = event.get
-                attribution = get("attribution")
-                try:  # never raises, as accept: whatever goes wrong here, accept judges the line again
-                    shape = (event["license_id"], event["metric"], get("unit"), get("source_system"), get("kind"),
-                             key_of(attribution) if attribution else None)
-                    parts = shapes.get(shape) or self._parts(shape, event, attribution)
-                    if parts is not None:
-                        own_id = get("event_id")
-                        stamp = get("timestamp")
-                        if stamp:
-                            occurred_at, seconds = _occurred_at(stamp)
-                        else:
-                            occurred_at, seconds = now, None
-                        event_id = own_id or default_id
-                        body = _BODY % (_quoted(event_id), parts[0], occurred_at, parts[1], event["quantity"],
-                                        parts[2])
-                        keep(new(row, (number, event_id, body.encode("ascii"))))
-                        if own_id:
-                            others.append((len(rows) - 1, number, raw, _new(OwnId, (event_id, rows[-1][2]))))
-                        if seconds is not None and "event_id" in event and time.time() - seconds > DEDUP_WINDOW_SECONDS:
-                            self.stale_replays += 1
-                        continue
-                except Exception:
-                    pass
+        keep, accept = rows.append, self.accept
+        for (number, raw), event_id, body, own, default_id in zip(lines, event_ids, bodies, owns, default_ids):
+            if body is not None:
+                keep(_new(row, (number, event_id, body)))
+                if own:
+                    others.append((len(rows) - 1, number, raw, _new(OwnId, (event_id, body))))
+                continue
             verdict = accept(raw, number, default_id)
             kind = type(verdict)
             if kind is Accepted or kind is OwnId:
-                keep(new(row, (number,) + verdict))
+                keep(_new(row, (number,) + verdict))
                 if kind is OwnId:
                     others.append((len(rows) - 1, number, raw, verdict))
             elif verdict is not None:
                 others.append((len(rows), number, raw, verdict))
         return rows, others
 
-    def _parts(self, shape: tuple, event: dict, attribution: Optional[dict]) -> Optional[tuple]:
-        """``wire.event_parts`` of an event of this ``shape``, remembered (bulk input repeats a few shapes).
+    def _common(self, fast: "FastPath", raws: List[bytes], default_ids: List[str], drawn: bool
+                ) -> Optional[Tuple[List[str], List[Optional[bytes]], List[Optional[str]]]]:
+        """``(event_ids, bodies, owns)`` of a block's lines, one of each per line: the event_id, the wire bytes of
+        a line of the common shape (None: ``accept`` must judge it; its event_id is then the default one) and
+        the line's own event_id (or None).  ``drawn``: the default ids are ``wire.new_uuid4s``' (JSON writes them
+        as they are).  None: ``accept`` must judge every line.
 
-        ``shape``: the fields the parts depend on, the attribution as ``AttributionTexts``' key.  None when
+        Made column by column (a field of every event at once, in C), not event by event.  Metadata (to size)
+        and hints are rare: accept takes them.  A shape is only remembered with a printable license_id; and the
+        fast path let no secret through: what ``_admit`` checks is done.
+        """
+        events = fast.events(raws)
+        picked = None if self._all_common(events, raws) else [
+            index for index, (event, raw) in enumerate(zip(events, raws)) if _is_common(event, raw)]
+        if picked is not None:
+            events = [events[index] for index in picked]
+
+        def column(name: str) -> list:
+            return list(map(dict.get, events, repeat(name)))
+
+        attributions = column("attribution")
+        shapes = list(zip(column("license_id"), column("metric"), column("unit"), column("source_system"),
+                          column("kind"), map(fast.key, attributions)))
+        formats = list(map(self._shapes.get, shapes))
+        if None in formats:
+            formats = list(map(self._format, formats, shapes, events, attributions))
+        owns = column("event_id")
+        ids = default_ids if picked is None else [default_ids[index] for index in picked]
+        if owns.count(None) != len(owns):
+            ids = [own or default for own, default in zip(owns, ids)]
+        given = "".join(filter(None, owns) if drawn else ids)
+        if len(wire.quoted(given)) != len(given) + 2:
+            return None  # body_format writes ids as they are: an id JSON must escape sends its block the slow way
+        now = self._clock.now().encode("ascii")  # the block was read at once: its lines' read time
+        stamps = column("timestamp")
+        occurred, stale = _occurred(stamps, owns, formats, now)
+        values = zip(map(str.encode, ids), occurred, column("quantity"))
+        if None in formats:
+            bodies = [None if format is None else format % value for format, value in zip(formats, values)]
+        else:
+            bodies = list(map(bytes.__mod__, formats, values))
+        self.stale_replays += stale
+        if picked is None:
+            return ids, bodies, owns
+        every_id, every_body, every_own = list(default_ids), [None] * len(raws), [None] * len(raws)  # see the loop
+        for index, event_id, body, own in zip(picked, ids, bodies, owns):
+            if body is not None:
+                every_id[index], every_body[index], every_own[index] = event_id, body, own
+        return every_id, every_body, every_own
+
+    @staticmethod
+    def _all_common(events: List[Optional[dict]], raws: List[bytes]) -> bool:
+        """``_is_common`` of every line of a block, in C."""
+        count = len(events)
+        return (None not in events and max(map(len, raws), default=0) <= _LIMIT
+                and list(map(dict.get, events, repeat("metadata"))).count(None) == count
+                and list(map(dict.get, events, repeat("metric_tuple_hint"))).count(None) == count)
+
+    def _format(self, known: Optional[bytes], shape: tuple, event: dict, attribution: Optional[dict]
+                ) -> Optional[bytes]:
+        """``known``, or ``wire.body_format`` of an event of this ``shape``, remembered (bulk input repeats a few).
+
+        ``shape``: the fields the body depends on, the attribution as ``AttributionTexts``' key.  None when
         the license_id is not printable (``accept`` words the error).
         """
+        if known is not None:
+            return known
         if not shape[0].isprintable():
             return None
         key = shape[-1]
-        parts = wire.event_parts(event, self._attributions.text(attribution, key))
-        size = sum(map(len, parts)) + len(key or b"") + sum(len(field) for field in shape[:4] if field)
-        return self._shapes.keep(shape, parts, size)
+        format = wire.body_format(wire.event_parts(event, self._attributions.text(attribution, key)))
+        size = len(format) + len(key) + sum(len(field) for field in shape[:5] if field)
+        return self._shapes.keep(shape, format, size)
 
     def accept(self, raw: bytes, line: int, event_id: Optional[str] = None) -> Union[Accepted, Invalid, None]:
         """Judge one line; None for a blank line (blank lines are not errors).

@@ -153,7 +153,8 @@ _compact = _compact_encoder()
 
 # An event's wire text is the event_id, then PARTS[0], occurred_at, PARTS[1], the quantity and PARTS[2] (see
 # ``event_parts``): the parts depend only on the event's other fields, which bulk input repeats line after line.
-BODY = '{"event_id":%s%s%s%s%r%s'
+# Every slot takes JSON text as it is (the event_id quoted, the quantity as ``repr`` writes it, as json does).
+BODY = '{"event_id":%s%s%s%s%s%s'
 _PARTS = (',"license_id":%s,"occurred_at":"', '","source_system":%s,"kind":"%s","attribution":%s,"metadata":%s,'
           '"measurements":[{"metric_name":%s,"quantity":', '%s}]%s}')
 _SDK = quoted("sdk")
@@ -179,10 +180,19 @@ def event_parts(event: dict, attribution: str) -> "tuple[str, str, str]":
 
 
 def encode_event(event: dict, event_id: str, occurred_at: str, attribution: str) -> bytes:
-    """Serialize a validated input event as the wire event the API expects (``%r`` of a quantity is how json
-    writes numbers); ``attribution`` as ``event_parts`` takes it."""
+    """Serialize a validated input event as the wire event the API expects; ``attribution`` as ``event_parts``
+    takes it."""
     head, middle, tail = event_parts(event, attribution)
-    return (BODY % (quoted(event_id), head, occurred_at, middle, event["quantity"], tail)).encode("ascii")
+    return (BODY % (quoted(event_id), head, occurred_at, middle, repr(event["quantity"]), tail)).encode("ascii")
+
+
+def body_format(parts: "tuple[str, str, str]") -> bytes:
+    """``BODY`` with an event's ``event_parts`` filled in, as bytes: ``% (event_id, occurred_at, quantity)`` (the
+    first two ASCII bytes, the event_id one that JSON writes without escapes, the quantity a number) gives the
+    bytes ``encode_event`` makes.  Formatting bytes with three values costs about half of ``encode_event``'s
+    formatting and encoding (bulk input, issue 16)."""
+    head, middle, tail = (part.replace("%", "%%") for part in parts)
+    return (BODY % ('"%s"', head, "%s", middle, "%r", tail)).encode("ascii")  # bytes' %r: ascii(), repr of a number
 
 
 def attribution_text(attribution: Optional[dict], default: dict) -> str:
