@@ -231,6 +231,13 @@ def _is_common(event: Optional[dict], raw: bytes) -> bool:
             and event.get("metric_tuple_hint") is None)
 
 
+def _all_common(columns: dict, raws: List[bytes]) -> bool:
+    """``_is_common`` of every line of a block whose events are all there (``columns``: theirs), in C."""
+    count = len(raws)
+    return (max(map(len, raws), default=0) <= _LIMIT and columns["metadata"].count(None) == count
+            and columns["metric_tuple_hint"].count(None) == count)
+
+
 def _occurred(stamps: List[Optional[str]], owns: List[Optional[str]], formats: List[Optional[bytes]],
               now: bytes) -> Tuple[Iterable[bytes], int]:
     """Each line's occurred_at as bytes (its timestamp's, or ``now``), and how many of the lines with a body
@@ -325,15 +332,15 @@ class Intake:
         and hints are rare: accept takes them.  A shape is only remembered with a printable license_id; and the
         fast path let no secret through: what ``_admit`` checks is done.
         """
-        events = fast.events(raws)
-        picked = None if self._all_common(events, raws) else [
+        events, columns = fast.block(raws)
+        picked = None if columns is not None and _all_common(columns, raws) else [
             index for index, (event, raw) in enumerate(zip(events, raws)) if _is_common(event, raw)]
         if picked is not None:
+            from doow_track_agent.intake.fast_path import Columns  # imported already: the fast path is there
+
             events = [events[index] for index in picked]
-
-        def column(name: str) -> list:
-            return list(map(dict.get, events, repeat(name)))
-
+            columns = Columns(events)
+        column = columns.__getitem__
         attributions = column("attribution")
         shapes = list(zip(column("license_id"), column("metric"), column("unit"), column("source_system"),
                           column("kind"), map(fast.key, attributions)))
@@ -363,14 +370,6 @@ class Intake:
             if body is not None:
                 every_id[index], every_body[index], every_own[index] = event_id, body, own
         return every_id, every_body, every_own
-
-    @staticmethod
-    def _all_common(events: List[Optional[dict]], raws: List[bytes]) -> bool:
-        """``_is_common`` of every line of a block, in C."""
-        count = len(events)
-        return (None not in events and max(map(len, raws), default=0) <= _LIMIT
-                and list(map(dict.get, events, repeat("metadata"))).count(None) == count
-                and list(map(dict.get, events, repeat("metric_tuple_hint"))).count(None) == count)
 
     def _format(self, known: Optional[bytes], shape: tuple, event: dict, attribution: Optional[dict]
                 ) -> Optional[bytes]:

@@ -255,24 +255,29 @@ class FastPath:
         return self._decoded(raw)
 
     def events(self, raws: Sequence[bytes]) -> List[Optional[dict]]:
-        """``event`` of each line, in order (for a block of lines).
+        """``event`` of each line, in order (for a block of lines); see ``block``."""
+        return self.block(raws)[0]
+
+    def block(self, raws: Sequence[bytes]) -> "Tuple[List[Optional[dict]], Optional[Columns]]":
+        """``event`` of each line, in order, and their ``Columns`` when every line's event is there.
 
         A plain block (see ``_plain``: bulk input is) is judged as a whole:
         one scan for what would send a line the slow way, the lines decoded
         in one call, their keys counted together and each distinct value of
         a lifted check tested once.  Anything else in it, and it is judged
-        line by line.
+        line by line (and there are no columns).
         """
         text = b"\0".join(raws)
         if not _plain(text):
-            return list(map(self.event, raws))
+            return list(map(self.event, raws)), None
         try:
             events = list(map(self._decode, raws))
         except (msgspec.MsgspecError, RecursionError):
-            return list(map(self._decoded, raws))
-        if self._all_fit(text, events):
-            return events
-        return [event if self._fits(raw, event) else None for raw, event in zip(raws, events)]
+            return list(map(self._decoded, raws)), None
+        columns = Columns(events)
+        if self._all_fit(text, events, columns):
+            return events, columns
+        return [event if self._fits(raw, event) else None for raw, event in zip(raws, events)], None
 
     def _decoded(self, raw: bytes) -> Optional[dict]:
         """``event`` of a line known to hold no secret marker and no spaced colon."""
@@ -302,7 +307,7 @@ class FastPath:
                 return False
         return True
 
-    def _all_fit(self, text: bytes, events: List[dict]) -> bool:
+    def _all_fit(self, text: bytes, events: List[dict], columns: "Columns") -> bool:
         """``_fits`` of every event of a plain block (``text``: its lines joined), in a few passes in C.
 
         Without blanks every key counted in an event is spelt ``"key":`` in
@@ -311,16 +316,29 @@ class FastPath:
         """
         count = sum(map(len, events))
         for name in self.flat:
-            count += sum(map(len, filter(None, map(dict.get, events, repeat(name)))))
+            count += sum(map(len, filter(None, columns[name])))
         for name in self.deep:
-            count += sum(map(keys.key_count, filter(None, map(dict.get, events, repeat(name)))))
+            count += sum(map(keys.key_count, filter(None, columns[name])))
         if text.count(b'":') != count:
             return False
         for name, passed, passes in self.checks:
-            for value in set(map(dict.get, events, repeat(name))).difference(passed):
+            for value in set(columns[name]).difference(passed):
                 if value is not None and not passes(value):
                     return False
         return True
+
+
+class Columns(dict):
+    """A field of every event of a block, as a list in line order (None where an event lacks it), by the field's
+    name; each taken once, in C, when first asked for (the fast path's checks and intake ask for the same)."""
+
+    def __init__(self, events: List[dict]) -> None:
+        super().__init__()
+        self.events = events
+
+    def __missing__(self, name: str) -> list:
+        column = self[name] = list(map(dict.get, self.events, repeat(name)))
+        return column
 
 
 def _plain(text: bytes) -> bool:
