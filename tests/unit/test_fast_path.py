@@ -222,6 +222,16 @@ def test_a_block_with_a_secret_marker_anywhere_is_judged_line_by_line():
     assert fast_path._plain(b"\0".join(samples.lines(300)))
 
 
+@pytest.mark.parametrize("raw", [b'{"metric":"a","quantity":1,"license_id":"\x80"}',
+                                 b'{"metric":"a\xff\xfe","quantity":1,"license_id":"l"}'])
+def test_invalid_utf_8_is_an_encoding_error_on_the_fast_path_too(raw):
+    """Whichever msgspec the Python has (0.20 raises UnicodeDecodeError where 0.23 raises DecodeError)."""
+    for judge in (intake(True, {}), intake(False, {})):
+        assert judge.accept(raw, 1, "fixed-id").kind == "encoding"
+    rows, others = intake(True, {}).accept_block(list(enumerate(samples.lines(250) + [raw], 1)), tuple)
+    assert len(rows) == 250 and [verdict.kind for _, _, _, verdict in others] == ["encoding"]
+
+
 def test_a_fault_in_the_fast_path_costs_speed_never_lines(monkeypatch):
     """A bug the fast path raises on (say, a value of a type a new schema allows and a check cannot hash):
     the block is judged line by line, every line keeps its verdict, and the run goes on."""

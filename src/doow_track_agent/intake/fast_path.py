@@ -56,6 +56,11 @@ _NOT_PLAIN = (b"\\", b" ", b"\t", b"\r", b"\n", b"\x0b", b"\x0c", b"J", b"B", b"
 _KEY_MARKER = re.compile(rb"dk_")  # sre's literal search: faster here than ``in``
 
 
+# What decoding a line the fast path cannot take raises.  Invalid UTF-8 in a string is a msgspec.DecodeError in
+# msgspec 0.23 but a bare UnicodeDecodeError in 0.20 (what pip installs on Python 3.9 here): both are ValueErrors.
+_UNDECODABLE = (msgspec.MsgspecError, ValueError, RecursionError)
+
+
 class Unsupported(Exception):
     """A keyword (or a combination) the builder does not translate."""
 
@@ -272,7 +277,7 @@ class FastPath:
             return list(map(self.event, raws)), None
         try:
             events = list(map(self._decode, raws))
-        except (msgspec.MsgspecError, RecursionError):
+        except _UNDECODABLE:
             return list(map(self._decoded, raws)), None
         columns = Columns(events)
         if self._all_fit(text, events, columns):
@@ -283,7 +288,7 @@ class FastPath:
         """``event`` of a line known to hold no secret marker and no spaced colon."""
         try:
             event = self._decode(raw)
-        except (msgspec.MsgspecError, RecursionError):
+        except _UNDECODABLE:
             return None
         return event if self._fits(raw, event) else None
 
