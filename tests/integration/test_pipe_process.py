@@ -379,3 +379,65 @@ def test_a_request_left_hanging_at_the_shutdown_deadline_does_not_hold_the_exit(
     assert child.returncode == 75, child.stderr.read()
     assert took < 10, f"exit took {took:.1f}s after SIGTERM: the hanging request held it"
     assert json.loads(out)["outboxed"] == 2 and len(outbox.read_bytes().splitlines()) == 2
+
+
+class _DrippingServer:
+    """Reads each request, then answers a byte every 0.2 s: each read gets data in time, the answer never ends."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.answer = answer
+        self.requests = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+
+    def _drip(self, connection: socket.socket) -> None:
+        with connection:
+            connection.recv(1 << 20)
+            self.requests += 1
+            for byte in self.answer:
+                if self._stop.wait(0.2):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self._stop.set()
+        self.listener.close()
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 202 Accepted\r\n" + b"X-Slow: 1\r\n" * 1000,  # headers a byte at a time
+    b"HTTP/1.1 202 Accepted\r\nContent-Length: 100000\r\n\r\n" + b" " * 100000,  # a body a byte at a time
+])
+def test_an_answer_sent_a_byte_at_a_time_cannot_hold_the_run(tmp_path, answer):
+    """Each read gets its byte within timeout, so only a bound on the whole request ends it: 3 x timeout per
+    attempt, then the run's retry budget; the events go to the outbox (75), none is lost."""
+    server = _DrippingServer(answer)
+    settings = tmp_path / "slow.json"
+    settings.write_text(json.dumps({"timeout": 500, "retry": {"maxAttempts": 2, "initialDelay": 10, "maxDelay": 50}}))
+    started = time.monotonic()
+    try:
+        result = run(["--api-key", KEY, "--endpoint", server.url, "--outbox", str(tmp_path / "outbox.ndjson"),
+                      "--config", str(settings), "--json"], stdin=lines(EVENT, EVENT, EVENT), timeout=60)
+    finally:
+        server.close()
+    took = time.monotonic() - started
+    assert result.code == 75, result.err
+    assert result.json["outboxed"] == 3 and result.json["delivered"] == 0 and server.requests == 2
+    assert "no whole answer within 1.5s" in result.err and took < 20, (took, result.err)
+    assert len((tmp_path / "outbox.ndjson").read_bytes().splitlines()) == 3

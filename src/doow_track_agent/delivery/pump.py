@@ -29,6 +29,9 @@ from doow_track_agent.intake import wire
 from doow_track_agent.stats import Stats
 
 KEY_RETRY_SECONDS = 60.0
+# ``timeout`` bounds each network step (connect, send, each read); a whole request, answer included, gets this
+# many times it, so that an answer sent a byte at a time cannot hold a batch (and a run) without end.
+WHOLE_REQUEST_TIMEOUTS = 3
 log = logging.getLogger(__name__)
 
 
@@ -324,9 +327,18 @@ class Pump:
 
     async def _post(self, batch: "Batch") -> replies.Reply:
         self.stats.requests += 1
+        client, limit = self._client, self._settings.timeout * WHOLE_REQUEST_TIMEOUTS
         try:
-            answer = await self._client.post(batch.body, batch.headers)
+            answer = await asyncio.wait_for(client.post(batch.body, batch.headers), limit)
             return replies.classify(answer.status_code, answer.headers, answer.body, batch.event_ids)
+        except asyncio.TimeoutError:
+            # A server that answers a byte at a time never trips a timeout of each read.  The exchange cannot be
+            # cancelled on its thread: its client is replaced, and closing that client's connections ends it.
+            if client is self._client:
+                self._client.retire()
+                self._client = new_client(self._settings)
+            return replies.Reply(replies.RETRY, f"no whole answer within {limit:g}s ({WHOLE_REQUEST_TIMEOUTS} x "
+                                                "timeout): the endpoint answers too slowly")
         except Exception as error:  # not only httpx.HTTPError: a bad port or IDNA raises others, and a TLS
             # alert after the handshake (mutual TLS refused) escapes as a bare ssl.SSLError; all mean "not sent".
             return replies.unreachable(error, http_client.explain(error, self._settings, await self._untrusted(error)))
