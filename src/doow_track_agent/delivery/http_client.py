@@ -13,7 +13,7 @@ import logging
 import os
 import ssl
 import zlib
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
 import httpx
 
@@ -24,7 +24,6 @@ from doow_track_agent.config import ConfigError, Settings
 from doow_track_agent.egress import EgressError, needs_tls, ssl_context, untrusted_hint
 from doow_track_agent.redact import server_text, shown_url
 
-Client = Union[httpx.Client, httpx.AsyncClient]
 _httpx_log = logging.getLogger("httpx")
 
 
@@ -42,8 +41,7 @@ def check(settings: Settings) -> None:
         context(settings)
 
 
-def transport(settings: Settings, *, asynchronous: bool, limits: Optional[httpx.Limits] = None,
-              verify: bool = True) -> Union[httpx.HTTPTransport, httpx.AsyncHTTPTransport]:
+def transport(settings: Settings, *, limits: Optional[httpx.Limits] = None, verify: bool = True) -> httpx.HTTPTransport:
     """The httpx transport to ``settings.endpoint`` through ``settings.route`` (proxy and trust as configured).
 
     ``verify=False`` only serves :func:`peer_certificate`.  Raises ConfigError for unusable TLS files.
@@ -62,12 +60,12 @@ def transport(settings: Settings, *, asynchronous: bool, limits: Optional[httpx.
     options: Dict[str, Any] = dict(verify=tls, proxy=proxy, trust_env=False)
     if limits is not None:
         options["limits"] = limits
-    return httpx.AsyncHTTPTransport(**options) if asynchronous else httpx.HTTPTransport(**options)
+    return httpx.HTTPTransport(**options)
 
 
-def build(settings: Settings, *, headers: Dict[str, str], asynchronous: bool,
-          limits: Optional[httpx.Limits] = None, timeout: Optional[float] = None,
-          verify: bool = True, via: Optional[httpx.AsyncHTTPTransport] = None) -> Client:
+def build(settings: Settings, *, headers: Dict[str, str], limits: Optional[httpx.Limits] = None,
+          timeout: Optional[float] = None, verify: bool = True,
+          via: Optional[httpx.HTTPTransport] = None) -> httpx.Client:
     """An httpx client for ``settings.endpoint`` over :func:`transport` (or ``via``, one made by it);
     never follows redirects.
 
@@ -76,8 +74,8 @@ def build(settings: Settings, *, headers: Dict[str, str], asynchronous: bool,
     """
     options = dict(base_url=settings.endpoint, headers=headers, trust_env=False, follow_redirects=False,
                    timeout=settings.timeout if timeout is None else timeout,
-                   transport=via or transport(settings, asynchronous=asynchronous, limits=limits, verify=verify))
-    return httpx.AsyncClient(**options) if asynchronous else httpx.Client(**options)
+                   transport=via or transport(settings, limits=limits, verify=verify))
+    return httpx.Client(**options)
 
 
 class Answer(NamedTuple):
@@ -107,9 +105,8 @@ class Sender:
     """
 
     def __init__(self, settings: Settings, *, headers: Dict[str, str], path: str, limits: httpx.Limits) -> None:
-        self._transport = transport(settings, asynchronous=False, limits=limits)
-        assert isinstance(self._transport, httpx.HTTPTransport)
-        self.client = build(settings, headers=headers, asynchronous=False, via=self._transport)
+        self._transport = transport(settings, limits=limits)
+        self.client = build(settings, headers=headers, via=self._transport)
         template = self.client.build_request("POST", path)
         self._url = template.url
         # Content-Length is each body's own; httpx.Request sets it from the content.
@@ -199,7 +196,7 @@ def peer_certificate(settings: Settings, timeout: float) -> Optional[bytes]:
     Only the TLS handshake matters: the request carries no key and its answer is not read.
     """
     try:
-        with build(settings, headers={"User-Agent": wire.USER_AGENT}, asynchronous=False, timeout=timeout,
+        with build(settings, headers={"User-Agent": wire.USER_AGENT}, timeout=timeout,
                    verify=False) as client:
             with client.stream("GET", "/") as response:
                 tls = response.extensions["network_stream"].get_extra_info("ssl_object")

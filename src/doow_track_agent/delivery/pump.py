@@ -141,11 +141,16 @@ class Pump:
     def reconfigure(self, settings: Settings) -> None:
         """Use new settings for batches started from now on; in-flight ones finish as they began."""
         if _connection(settings) != _connection(self._settings):
-            self._client.retire()  # its batches in flight finish on it; then its threads and sockets go
-            self._client = new_client(settings)
+            self._replace_client(settings)
             self._slots = asyncio.Semaphore(settings.concurrency)
         self._settings = settings
         self.wake()
+
+    def _replace_client(self, settings: Settings) -> None:
+        """A new client from now on; the old one's requests in flight finish on it, then its threads and
+        connections are closed (``Sender.retire``)."""
+        self._client.retire()
+        self._client = new_client(settings)
 
     def wake(self) -> None:
         """Cut short any wait: a flush timer, a backoff, or the slow retry of a rejected key."""
@@ -335,8 +340,7 @@ class Pump:
             # A server that answers a byte at a time never trips a timeout of each read.  The exchange cannot be
             # cancelled on its thread: its client is replaced, and closing that client's connections ends it.
             if client is self._client:
-                self._client.retire()
-                self._client = new_client(self._settings)
+                self._replace_client(self._settings)
             return replies.Reply(replies.RETRY, f"no whole answer within {limit:g}s ({WHOLE_REQUEST_TIMEOUTS} x "
                                                 "timeout): the endpoint answers too slowly")
         except Exception as error:  # not only httpx.HTTPError: a bad port or IDNA raises others, and a TLS

@@ -39,7 +39,7 @@ class Api:
     def __init__(self, settings: Settings, timeout: float) -> None:
         """Raises ConfigError when a tls.* file cannot be used."""
         headers = http_client.default_headers(settings.api_key, f"{wire.USER_AGENT} (doctor)")
-        client = http_client.build(settings, headers=headers, asynchronous=False, timeout=timeout)
+        client = http_client.build(settings, headers=headers, timeout=timeout)
         assert isinstance(client, httpx.Client)
         self._client = client
         self.probe: Optional[Answer] = None  # the endpoint's first answer, kept by the endpoint checks

@@ -141,7 +141,7 @@ def _tls(settings: Settings, timeout: float) -> Check:
     """Handshake the way deliveries do (same proxy, trust store, client certificate), then read the expiry."""
     trust = f"verified against {describe_trust(settings.tls, os.environ)}"
     try:
-        with http_client.build(settings, headers={"User-Agent": wire.USER_AGENT}, asynchronous=False,
+        with http_client.build(settings, headers={"User-Agent": wire.USER_AGENT},
                                timeout=timeout) as client, client.stream("GET", "/") as response:
             tls = response.extensions["network_stream"].get_extra_info("ssl_object")
             certificate, version = tls.getpeercert() or {}, tls.version()
